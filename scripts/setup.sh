@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Installs everything berth needs on Debian 12 (as root) and builds it. Idempotent: a second
+# run installs nothing new and rebuilds only what changed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PACKAGES=(
+  runc conmon catatonit                 # OCI runtime, per-container monitor, sandbox infra process
+  containernetworking-plugins iptables iproute2 util-linux  # CNI plugins and the tools they and we call
+  docker-registry                       # the local registry tests and the main job push images to
+  busybox-static                        # the test and demo images are built from it
+  zstd attr openssl apache2-utils       # zstd layers, overlay xattrs, test TLS certs, htpasswd
+  ca-certificates
+)
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "setup: run as root (berth manages namespaces, mounts and cgroups)" >&2
+  exit 1
+fi
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "setup: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# The Debian registry package may start its own service on :5000; berth never uses that one.
+
+# npm ci only when the lock file changed since the last install (it rebuilds better-sqlite3).
+stamp=node_modules/.berth-lock-hash
+want=$(sha256sum package-lock.json | cut -d' ' -f1)
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+  npm ci --no-audit --no-fund
+  echo "$want" > "$stamp"
+fi
+
+npm run build --silent
+
+# TODO(#5): write a default CNI conflist here when the host has none.

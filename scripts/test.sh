@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# The test command: installs what is needed (scripts/setup.sh), then lint, type and
+# dependency checks, then every test (unit tests beside the code, end-to-end tests in test/e2e).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+
+echo "== lint"
+npx biome check .
+echo "== import cycles"
+npx madge --circular --extensions ts --ts-config tsconfig.json src
+
+echo "== tests"
+mapfile -t files < <(find src test -name '*.test.ts' | sort)
+# One test file at a time: end-to-end tests share the host's network, mounts and cgroups.
+exec node --import tsx --test --test-concurrency=1 --test-reporter=spec "${files[@]}"

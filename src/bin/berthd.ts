@@ -1,0 +1,83 @@
+#!/usr/bin/env node
+import { Command, Option } from "commander";
+import { type Config, defaultConfig, formatConfig, loadConfig } from "../config/index.js";
+import { startDaemon } from "../daemon/index.js";
+import { messageOf } from "../errdefs/index.js";
+import { createLogger, LOG_LEVELS } from "../log/index.js";
+import { packageVersion } from "../util/index.js";
+
+const DEFAULT_CONFIG_PATH = "/etc/berth/config.toml";
+
+interface DaemonFlags {
+  config: string;
+  root?: string;
+  state?: string;
+  socket?: string;
+  logLevel?: string;
+}
+
+const program = new Command("berthd")
+  .description("berth daemon: serves the Kubernetes CRI v1 API on a unix socket")
+  .version(packageVersion())
+  .option("--config <path>", "configuration file (missing file = defaults)", DEFAULT_CONFIG_PATH)
+  .option("--root <dir>", "persistent state directory (default from config: /var/lib/berth)")
+  .option("--state <dir>", "volatile state directory (default from config: /run/berth)")
+  .option("--socket <path>", "CRI socket path (default from config: /run/berth/berth.sock)")
+  .addOption(new Option("--log-level <level>", "log level").choices(LOG_LEVELS as string[]))
+  .action(async (flags: DaemonFlags) => {
+    let config: Config;
+    try {
+      config = await loadConfig(flags.config);
+    } catch (err) {
+      fatal(`invalid configuration: ${messageOf(err)}`);
+    }
+    if (flags.root) config.root = flags.root;
+    if (flags.state) config.state = flags.state;
+    if (flags.socket) config.socket = flags.socket;
+    if (flags.logLevel) config.log.level = flags.logLevel;
+    const log = createLogger(config.log.level as (typeof LOG_LEVELS)[number]);
+    let daemon: Awaited<ReturnType<typeof startDaemon>>;
+    try {
+      daemon = await startDaemon(config, log);
+    } catch (err) {
+      log.fatal({ err: messageOf(err) }, "berthd failed to start");
+      fatal(messageOf(err));
+    }
+    let stopping = false;
+    const onSignal = (sig: NodeJS.Signals) => {
+      if (stopping) {
+        log.warn({ signal: sig }, "second signal: exiting now");
+        process.exit(1);
+      }
+      stopping = true;
+      log.info({ signal: sig }, "stopping gracefully (send again to exit at once)");
+      daemon.close().then(
+        () => {
+          log.info("berthd stopped");
+          process.exit(0);
+        },
+        (err: unknown) => {
+          log.error({ err: messageOf(err) }, "shutdown failed");
+          process.exit(1);
+        },
+      );
+    };
+    process.on("SIGTERM", onSignal);
+    process.on("SIGINT", onSignal);
+  });
+
+program
+  .command("config")
+  .description("configuration helpers")
+  .command("default")
+  .description("print the full default configuration as TOML")
+  .action(() => {
+    process.stdout.write(formatConfig(defaultConfig()));
+  });
+
+function fatal(message: string): never {
+  process.stderr.write(`berthd: ${message}\n`);
+  process.exit(1);
+}
+
+await program.parseAsync(process.argv);

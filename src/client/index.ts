@@ -1,0 +1,1 @@
+export { type CriClient, type CriClientOptions, createCriClient, DEFAULT_SOCKET } from "./client.js";

@@ -1,0 +1,1 @@
+export { type Config, defaultConfig, formatConfig, loadConfig, parseConfig, type RuntimeHandler } from "./config.js";

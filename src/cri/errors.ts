@@ -1,0 +1,75 @@
+import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
+import { type ErrorKind, kindOf, messageOf } from "../errdefs/index.js";
+import type { Logger } from "../log/index.js";
+
+/** The one place where error kinds become gRPC status codes. */
+const CODES: Record<ErrorKind, Code> = {
+  NotFound: Code.NotFound,
+  AlreadyExists: Code.AlreadyExists,
+  InvalidArgument: Code.InvalidArgument,
+  FailedPrecondition: Code.FailedPrecondition,
+  Unavailable: Code.Unavailable,
+  Unauthenticated: Code.Unauthenticated,
+  PermissionDenied: Code.PermissionDenied,
+  ResourceExhausted: Code.ResourceExhausted,
+  DeadlineExceeded: Code.DeadlineExceeded,
+  Canceled: Code.Canceled,
+  Unimplemented: Code.Unimplemented,
+  Internal: Code.Internal,
+};
+
+/** Converts any thrown value into a ConnectError with the matching gRPC code. */
+export function toConnectError(err: unknown): ConnectError {
+  if (err instanceof ConnectError) return err;
+  return new ConnectError(messageOf(err), CODES[kindOf(err)], undefined, undefined, err);
+}
+
+/**
+ * Server interceptor at the edge: logs every RPC once (method, duration, outcome) and maps
+ * domain errors to gRPC codes. Internal errors log at error level, expected ones
+ * (NotFound, InvalidArgument, ...) at info, since kubelet probes for absent objects routinely.
+ */
+export function edgeInterceptor(log: Logger): Interceptor {
+  return (next) => async (req) => {
+    const started = process.hrtime.bigint();
+    const rpc = req.method.name;
+    try {
+      const res = await next(req);
+      log.debug({ rpc, ms: elapsedMs(started), code: "OK" }, "rpc");
+      if (!req.stream && LOUD_RPCS.has(rpc)) log.info({ rpc, ms: elapsedMs(started), code: "OK" }, "rpc");
+      return res;
+    } catch (err) {
+      const ce = toConnectError(err);
+      const level = ce.code === Code.Internal || ce.code === Code.Unknown ? "error" : "info";
+      log[level]({ rpc, ms: elapsedMs(started), code: Code[ce.code], err: ce.rawMessage }, "rpc failed");
+      throw ce;
+    }
+  };
+}
+
+/**
+ * RPCs that change state are logged at info; read-only ones (List*, *Status, Version) only at
+ * debug, because kubelet polls them every second and they would drown the log.
+ */
+const LOUD_RPCS = new Set([
+  "RunPodSandbox",
+  "StopPodSandbox",
+  "RemovePodSandbox",
+  "CreateContainer",
+  "StartContainer",
+  "StopContainer",
+  "RemoveContainer",
+  "UpdateContainerResources",
+  "ReopenContainerLog",
+  "UpdateRuntimeConfig",
+  "PullImage",
+  "RemoveImage",
+  "Exec",
+  "Attach",
+  "PortForward",
+  "ExecSync",
+]);
+
+function elapsedMs(started: bigint): number {
+  return Number((process.hrtime.bigint() - started) / 1000n) / 1000;
+}

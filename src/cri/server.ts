@@ -1,0 +1,74 @@
+import type { DescService } from "@bufbuild/protobuf";
+import type { ConnectRouter, ServiceImpl } from "@connectrpc/connect";
+import { connectNodeAdapter } from "@connectrpc/connect-node";
+import { ImageService, RuntimeService } from "../api/gen/runtime/v1/api_pb.js";
+import { unimplemented } from "../errdefs/index.js";
+import type { CriContext } from "./context.js";
+import { edgeInterceptor, toConnectError } from "./errors.js";
+import { runtimeConfig } from "./runtime-config.js";
+import { status } from "./status.js";
+import { updateRuntimeConfig } from "./update-runtime-config.js";
+import { version } from "./version.js";
+
+/** The RuntimeService RPCs that work today; every other one answers UNIMPLEMENTED with its name. */
+function runtimeServiceImpl(ctx: CriContext): Partial<ServiceImpl<typeof RuntimeService>> {
+  return {
+    version: () => version(ctx),
+    status: (req) => status(ctx, req),
+    runtimeConfig: () => runtimeConfig(ctx),
+    updateRuntimeConfig: (req) => updateRuntimeConfig(ctx, req),
+  };
+}
+
+/** The ImageService RPCs that work today. */
+function imageServiceImpl(_ctx: CriContext): Partial<ServiceImpl<typeof ImageService>> {
+  return {};
+}
+
+/**
+ * Fills every method missing from `impl` with one that fails UNIMPLEMENTED naming the RPC,
+ * so a kubelet learns exactly what is missing instead of getting a fake success.
+ */
+function complete<S extends DescService>(service: S, impl: Partial<ServiceImpl<S>>): ServiceImpl<S> {
+  const full: Record<string, unknown> = { ...impl };
+  for (const method of service.methods) {
+    if (full[method.localName] !== undefined) continue;
+    const error = () => unimplemented(`${method.name} is not implemented by berth yet`);
+    full[method.localName] =
+      method.methodKind === "unary"
+        ? () => {
+            throw error();
+          }
+        : // biome-ignore lint/correctness/useYield: a stream that fails before its first message
+          async function* () {
+            // Errors raised inside a stream bypass the unary interceptor path: convert here.
+            throw toConnectError(error());
+          };
+  }
+  return full as ServiceImpl<S>;
+}
+
+/** Registers both CRI services on a router. */
+export function criRoutes(ctx: CriContext): (router: ConnectRouter) => void {
+  return (router) => {
+    router.service(RuntimeService, complete(RuntimeService, runtimeServiceImpl(ctx)));
+    router.service(ImageService, complete(ImageService, imageServiceImpl(ctx)));
+  };
+}
+
+/**
+ * An HTTP/2 request handler serving CRI v1 over gRPC (and only gRPC: the kubelet and crictl
+ * speak nothing else). Mount it on an `http2.createServer()` listening on the unix socket.
+ */
+export function createCriHandler(ctx: CriContext): ReturnType<typeof connectNodeAdapter> {
+  return connectNodeAdapter({
+    routes: criRoutes(ctx),
+    grpc: true,
+    grpcWeb: false,
+    connect: false,
+    interceptors: [edgeInterceptor(ctx.log)],
+    // ExecSync output may reach 2 x 16 MiB; ListContainers on a busy node is large too.
+    readMaxBytes: 64 * 1024 * 1024,
+    writeMaxBytes: 64 * 1024 * 1024,
+  });
+}

@@ -1,0 +1,149 @@
+import { accessSync, constants } from "node:fs";
+import { chmod, mkdir, readdir } from "node:fs/promises";
+import { createServer, type Http2Session } from "node:http2";
+import { join } from "node:path";
+import type { Config } from "../config/index.js";
+import { type Condition, type CriContext, createCriHandler } from "../cri/index.js";
+import type { Logger } from "../log/index.js";
+import { openStore, type Store } from "../store/index.js";
+import { packageVersion } from "../util/index.js";
+import { lockRoot, type RootLock } from "./lock.js";
+import { clearStaleSocket } from "./socket.js";
+
+/**
+ * The composition root: builds every module from the config, recovers state, serves CRI on
+ * the socket, and shuts down in reverse order. Stopping berthd never stops containers.
+ *
+ * On-disk layout owned here (other modules draw their own subtrees):
+ *   <root>/berthd.lock     PID of the daemon using this root
+ *   <root>/meta.db         the store (SQLite, WAL)
+ *   <state>/               volatile state (tmpfs): sockets, runtime state
+ *   <socket>               the CRI socket, mode 0660
+ */
+export interface Daemon {
+  readonly config: Config;
+  /** Stops accepting RPCs, lets in-flight ones finish, closes every module. Idempotent. */
+  close(): Promise<void>;
+}
+
+export async function startDaemon(config: Config, log: Logger): Promise<Daemon> {
+  const undo: Array<() => Promise<void> | void> = [];
+  try {
+    await mkdir(config.root, { recursive: true, mode: 0o700 });
+    await mkdir(config.state, { recursive: true, mode: 0o711 });
+    const lock: RootLock = await lockRoot(join(config.root, "berthd.lock"));
+    undo.push(() => lock.release());
+    const store: Store = openStore(join(config.root, "meta.db"));
+    undo.push(() => store.close());
+
+    let podCidr = store.collection<string>("settings").get("pod_cidr") ?? "";
+    const ctx: CriContext = {
+      log,
+      version: packageVersion(),
+      config,
+      runtimeCondition: () => runtimeCondition(config),
+      networkCondition: () => cniConfigCondition(config),
+      setPodCidr: async (cidr) => {
+        store.collection<string>("settings").put("pod_cidr", cidr);
+        podCidr = cidr;
+        log.info({ podCidr: cidr }, "pod cidr updated");
+      },
+      verboseInfo: () => ({ config, podCidr }),
+    };
+    await refreshCniConfigCondition(config);
+
+    const server = createServer(createCriHandler(ctx));
+    const sessions = new Set<Http2Session>();
+    server.on("session", (s) => {
+      sessions.add(s);
+      s.once("close", () => sessions.delete(s));
+    });
+    await mkdir(join(config.socket, ".."), { recursive: true });
+    await clearStaleSocket(config.socket);
+    await new Promise<void>((resolve, reject) => {
+      server.once("error", reject);
+      server.listen(config.socket, () => {
+        server.off("error", reject);
+        resolve();
+      });
+    });
+    await chmod(config.socket, 0o660);
+    undo.push(
+      () =>
+        new Promise<void>((resolve) => {
+          // close() stops new connections; each session's graceful close lets its
+          // in-flight streams finish, then the server's callback fires.
+          server.close(() => resolve());
+          for (const s of sessions) s.close();
+        }),
+    );
+    log.info(
+      { socket: config.socket, root: config.root, state: config.state, version: ctx.version },
+      "berthd serving CRI v1",
+    );
+
+    let closing: Promise<void> | undefined;
+    return {
+      config,
+      close: () => {
+        closing ??= unwind(undo, log);
+        return closing;
+      },
+    };
+  } catch (err) {
+    await unwind(undo, log);
+    throw err;
+  }
+}
+
+/** Runs undo steps newest first; a failing step is logged and never hides the others. */
+async function unwind(undo: Array<() => Promise<void> | void>, log: Logger): Promise<void> {
+  for (const step of undo.reverse()) {
+    try {
+      await step();
+    } catch (err) {
+      log.error({ err }, "shutdown step failed");
+    }
+  }
+  undo.length = 0;
+}
+
+/** RuntimeReady: the default OCI runtime and conmon are present and executable. */
+function runtimeCondition(config: Config): Condition {
+  const handler = config.runtime.handlers[config.runtime.default];
+  for (const [what, path] of [
+    ["OCI runtime", handler?.path ?? ""],
+    ["conmon", config.runtime.conmon_path],
+  ] as const) {
+    try {
+      accessSync(path, constants.X_OK);
+    } catch {
+      return { ready: false, reason: "RuntimeBinaryMissing", message: `${what} ${path} is not executable` };
+    }
+  }
+  return { ready: true, reason: "", message: "" };
+}
+
+// TODO(#5): replaced by the CNI module's watcher; until then the conf dir is re-read on demand.
+let cniCondition: Condition = { ready: false, reason: "NetworkPluginNotReady", message: "cni config not loaded yet" };
+
+function cniConfigCondition(config: Config): Condition {
+  void refreshCniConfigCondition(config);
+  return cniCondition;
+}
+
+async function refreshCniConfigCondition(config: Config): Promise<void> {
+  try {
+    const files = (await readdir(config.cni.conf_dir)).filter((f) => /\.(conflist|conf|json)$/.test(f));
+    cniCondition =
+      files.length > 0
+        ? { ready: true, reason: "", message: "" }
+        : { ready: false, reason: "NetworkPluginNotReady", message: `no CNI network config in ${config.cni.conf_dir}` };
+  } catch {
+    cniCondition = {
+      ready: false,
+      reason: "NetworkPluginNotReady",
+      message: `no CNI network config in ${config.cni.conf_dir}`,
+    };
+  }
+}

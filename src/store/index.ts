@@ -1,0 +1,1 @@
+export { type Collection, openStore, type Store } from "./store.js";

@@ -1,0 +1,125 @@
+import { spawn } from "node:child_process";
+import { RuntimeError } from "../errdefs/index.js";
+
+/** Options for running an external binary to completion. */
+export interface RunOptions {
+  /** Bytes written to the child's stdin, then closed. */
+  input?: string | Uint8Array;
+  env?: NodeJS.ProcessEnv;
+  cwd?: string;
+  signal?: AbortSignal;
+  /** Kill the child after this many milliseconds (SIGKILL) and fail with DeadlineExceeded. */
+  timeoutMs?: number;
+  /** Cap on captured stdout/stderr each; output beyond it is dropped (default 16 MiB). */
+  maxOutput?: number;
+}
+
+/** What a finished child produced. */
+export interface RunResult {
+  stdout: string;
+  stderr: string;
+  code: number;
+}
+
+/**
+ * Runs `file` with an argument array (never a shell), captures its output, and throws a
+ * RuntimeError carrying stderr when it exits non-zero, is killed, or cannot be started.
+ * `name` prefixes error messages (`runc create: exit status 1: <stderr>`).
+ */
+export async function run(
+  file: string,
+  args: readonly string[],
+  options: RunOptions & { name?: string } = {},
+): Promise<RunResult> {
+  const result = await runUnchecked(file, args, options);
+  if (result.code !== 0) {
+    const detail = (result.stderr.trim() || result.stdout.trim()).slice(0, 4000);
+    throw new RuntimeError(
+      "Internal",
+      `${options.name ?? file}: exit status ${result.code}${detail ? `: ${detail}` : ""}`,
+    );
+  }
+  return result;
+}
+
+/** Like `run`, but a non-zero exit is returned, not thrown. Start failures and timeouts still throw. */
+export function runUnchecked(
+  file: string,
+  args: readonly string[],
+  options: RunOptions & { name?: string } = {},
+): Promise<RunResult> {
+  const max = options.maxOutput ?? 16 * 1024 * 1024;
+  const label = options.name ?? file;
+  return new Promise<RunResult>((resolve, reject) => {
+    if (options.signal?.aborted) {
+      reject(new RuntimeError("Canceled", `${label}: canceled`));
+      return;
+    }
+    const child = spawn(file, args, {
+      env: options.env ?? process.env,
+      cwd: options.cwd,
+      stdio: ["pipe", "pipe", "pipe"],
+    });
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    let outLen = 0;
+    let errLen = 0;
+    let failure: RuntimeError | undefined;
+    child.stdout.on("data", (b: Buffer) => {
+      if (outLen < max) out.push(b);
+      outLen += b.length;
+    });
+    child.stderr.on("data", (b: Buffer) => {
+      if (errLen < max) err.push(b);
+      errLen += b.length;
+    });
+    const kill = (why: RuntimeError) => {
+      failure ??= why;
+      child.kill("SIGKILL");
+    };
+    const timer =
+      options.timeoutMs !== undefined
+        ? setTimeout(
+            () => kill(new RuntimeError("DeadlineExceeded", `${label}: timed out after ${options.timeoutMs} ms`)),
+            options.timeoutMs,
+          )
+        : undefined;
+    const onAbort = () => kill(new RuntimeError("Canceled", `${label}: canceled`));
+    options.signal?.addEventListener("abort", onAbort, { once: true });
+    child.on("error", (e) => {
+      failure ??= new RuntimeError("Internal", `${label}: ${e.message}`);
+    });
+    child.on("close", (code, sig) => {
+      if (timer) clearTimeout(timer);
+      options.signal?.removeEventListener("abort", onAbort);
+      if (failure) {
+        reject(failure);
+        return;
+      }
+      resolve({
+        stdout: Buffer.concat(out).toString("utf8"),
+        stderr: Buffer.concat(err).toString("utf8"),
+        code: code ?? (sig ? 128 + signalNumber(sig) : 255),
+      });
+    });
+    child.stdin.on("error", () => {
+      // A child that exits without reading its stdin is not our error; its exit code tells.
+    });
+    if (options.input !== undefined) child.stdin.end(options.input);
+    else child.stdin.end();
+  });
+}
+
+const SIGNALS: Record<string, number> = {
+  SIGHUP: 1,
+  SIGINT: 2,
+  SIGQUIT: 3,
+  SIGKILL: 9,
+  SIGTERM: 15,
+  SIGABRT: 6,
+  SIGSEGV: 11,
+};
+
+function signalNumber(sig: NodeJS.Signals): number {
+  return SIGNALS[sig] ?? 0;
+}

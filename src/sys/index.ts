@@ -1,0 +1,1 @@
+export { type RunOptions, type RunResult, run, runUnchecked } from "./exec.js";

@@ -1,0 +1,4 @@
+export { fsyncDir, writeFileAtomic } from "./atomic-file.js";
+export { AmbiguousPrefixError, newId, resolvePrefix, shortId } from "./ids.js";
+export { KeyedMutex } from "./keyed-mutex.js";
+export { packageVersion } from "./version.js";

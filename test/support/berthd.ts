@@ -1,0 +1,171 @@
+import { type ChildProcess, spawn } from "node:child_process";
+import { existsSync } from "node:fs";
+import { mkdtemp, rm, stat, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { type CriClient, createCriClient } from "../../src/client/index.js";
+
+const REPO = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
+
+/** The daemon's entry: the built one when present (fast start), else the TypeScript source through tsx. */
+export function berthdCommand(): string[] {
+  const built = join(REPO, "dist", "src", "bin", "berthd.js");
+  if (existsSync(built) && process.env.BERTH_TEST_FROM_SOURCE !== "1") return [process.execPath, built];
+  return [process.execPath, "--import", "tsx", join(REPO, "src", "bin", "berthd.ts")];
+}
+
+/** A berthd started by a test on its own root, state and socket. */
+export interface TestDaemon {
+  readonly pid: number;
+  readonly dir: string;
+  readonly root: string;
+  readonly state: string;
+  readonly socket: string;
+  readonly configPath: string;
+  readonly client: CriClient;
+  readonly child: ChildProcess;
+  /** stderr so far (JSON log lines). */
+  stderr(): string;
+  /** Sends a signal and waits for exit; returns the exit code (or 128+signal). */
+  stop(signal?: NodeJS.Signals): Promise<number>;
+  /** Stops (SIGTERM) and removes the temp dir. Safe to call twice. */
+  cleanup(): Promise<void>;
+}
+
+export interface StartOptions {
+  /** Contents of config.toml (paths in it may use {dir}). */
+  config?: string;
+  /** Reuse an existing directory (restart tests). */
+  dir?: string;
+  extraArgs?: string[];
+  /** How long to wait for the socket (ms). */
+  timeoutMs?: number;
+}
+
+/** Starts berthd on a temporary root/state/socket and waits until its socket answers. */
+export async function startBerthd(options: StartOptions = {}): Promise<TestDaemon> {
+  const dir = options.dir ?? (await mkdtemp(join(tmpdir(), "berth-e2e-")));
+  const root = join(dir, "root");
+  const state = join(dir, "state");
+  const socket = join(dir, "berth.sock");
+  const configPath = join(dir, "config.toml");
+  await writeFile(configPath, (options.config ?? "").replaceAll("{dir}", dir));
+  const [cmd, ...args] = berthdCommand();
+  const child = spawn(
+    cmd as string,
+    [
+      ...args,
+      "--config",
+      configPath,
+      "--root",
+      root,
+      "--state",
+      state,
+      "--socket",
+      socket,
+      "--log-level",
+      "debug",
+      ...(options.extraArgs ?? []),
+    ],
+    { stdio: ["ignore", "ignore", "pipe"] },
+  );
+  let err = "";
+  child.stderr?.on("data", (b: Buffer) => {
+    err += b.toString();
+  });
+  const exited = new Promise<number>((resolve) => {
+    child.once("exit", (code, sig) => resolve(code ?? 128 + (sig === "SIGKILL" ? 9 : sig === "SIGTERM" ? 15 : 2)));
+  });
+  const client = createCriClient({ socket, timeoutMs: 60_000 });
+  const deadline = Date.now() + (options.timeoutMs ?? 20_000);
+  let exitCode: number | undefined;
+  void exited.then((c) => {
+    exitCode = c;
+  });
+  while (true) {
+    if (exitCode !== undefined) {
+      client.close();
+      throw new Error(`berthd exited with ${exitCode} before serving: ${err}`);
+    }
+    if (await isSocket(socket)) {
+      try {
+        await client.runtime.version({});
+        break;
+      } catch {
+        // not serving yet
+      }
+    }
+    if (Date.now() > deadline) {
+      child.kill("SIGKILL");
+      client.close();
+      throw new Error(`berthd did not serve within the deadline: ${err}`);
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  let cleaned = false;
+  const d: TestDaemon = {
+    pid: child.pid as number,
+    dir,
+    root,
+    state,
+    socket,
+    configPath,
+    client,
+    child,
+    stderr: () => err,
+    stop: async (signal = "SIGTERM") => {
+      client.close();
+      if (exitCode !== undefined) return exitCode;
+      child.kill(signal);
+      return exited;
+    },
+    cleanup: async () => {
+      if (cleaned) return;
+      cleaned = true;
+      await d.stop("SIGTERM");
+      if (!options.dir) await rm(dir, { recursive: true, force: true });
+    },
+  };
+  return d;
+}
+
+async function isSocket(path: string): Promise<boolean> {
+  try {
+    return (await stat(path)).isSocket();
+  } catch {
+    return false;
+  }
+}
+
+/** Runs berthd to completion with the given args (for start-up failure tests). */
+export function runBerthd(
+  args: string[],
+  timeoutMs = 20_000,
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  const [cmd, ...pre] = berthdCommand();
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd as string, [...pre, ...args], { stdio: ["ignore", "pipe", "pipe"] });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (b: Buffer) => {
+      stdout += b.toString();
+    });
+    child.stderr.on("data", (b: Buffer) => {
+      stderr += b.toString();
+    });
+    const t = setTimeout(() => {
+      child.kill("SIGKILL");
+      reject(new Error(`berthd ${args.join(" ")} did not exit: ${stderr}`));
+    }, timeoutMs);
+    child.on("exit", (code) => {
+      clearTimeout(t);
+      resolve({ code: code ?? 1, stdout, stderr });
+    });
+  });
+}
+
+/** True when the tests can do what a container runtime needs (root). */
+export function isRoot(): boolean {
+  return process.getuid?.() === 0;
+}

@@ -41,4 +41,9 @@ fi
 
 npm run build --silent
 
-# TODO(#5): write a default CNI conflist here when the host has none.
+# A default CNI network for pods, only when the host has none (berthd never writes it itself).
+if [ -z "$(ls /etc/cni/net.d/*.conflist /etc/cni/net.d/*.conf /etc/cni/net.d/*.json 2>/dev/null)" ]; then
+  mkdir -p /etc/cni/net.d
+  node dist/src/bin/berthd.js cni-default > /etc/cni/net.d/10-berth.conflist
+  echo "setup: wrote /etc/cni/net.d/10-berth.conflist"
+fi

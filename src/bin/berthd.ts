@@ -4,6 +4,7 @@ import { type Config, defaultConfig, formatConfig, loadConfig } from "../config/
 import { startDaemon } from "../daemon/index.js";
 import { messageOf } from "../errdefs/index.js";
 import { createLogger, LOG_LEVELS } from "../log/index.js";
+import { defaultConflist } from "../network/index.js";
 import { packageVersion } from "../util/index.js";
 
 const DEFAULT_CONFIG_PATH = "/etc/berth/config.toml";
@@ -73,6 +74,14 @@ program
   .description("print the full default configuration as TOML")
   .action(() => {
     process.stdout.write(formatConfig(defaultConfig()));
+  });
+
+program
+  .command("cni-default")
+  .description("print berth's default CNI conflist (bridge berth0, host-local IPAM, portmap)")
+  .option("--subnet <cidr>", "pod subnet", "10.88.0.0/16")
+  .action((opts: { subnet: string }) => {
+    process.stdout.write(`${defaultConflist({ bridge: "berth0", subnet: opts.subnet })}\n`);
   });
 
 function fatal(message: string): never {

@@ -1,5 +1,8 @@
 import type { Config } from "../config/index.js";
+import type { ImageService } from "../images/index.js";
 import type { Logger } from "../log/index.js";
+import type { ContainerManager, SandboxManager } from "../pods/index.js";
+import type { StreamingServer } from "../streaming/index.js";
 
 /** A readiness condition as the CRI reports it (RuntimeReady, NetworkReady). */
 export interface Condition {
@@ -22,6 +25,11 @@ export interface CriContext {
   networkCondition(): Condition;
   /** Records the node's pod CIDR (UpdateRuntimeConfig) for the default IPAM. */
   setPodCidr(cidr: string): Promise<void>;
+  images: ImageService;
+  /** Where Exec/Attach/PortForward requests are cached and served. */
+  streaming: Pick<StreamingServer, "prepareExec" | "prepareAttach" | "preparePortForward">;
+  /** Pod sandboxes and their containers. */
+  pods: { sandboxes: SandboxManager; containers: ContainerManager };
   /** Extra facts for `Status` with verbose=true, shown as JSON. */
   verboseInfo(): Record<string, unknown>;
 }

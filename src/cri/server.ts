@@ -3,10 +3,25 @@ import type { ConnectRouter, ServiceImpl } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { ImageService, RuntimeService } from "../api/gen/runtime/v1/api_pb.js";
 import { unimplemented } from "../errdefs/index.js";
+import {
+  containerStatus,
+  createContainer,
+  execSync,
+  listContainers,
+  removeContainer,
+  reopenContainerLog,
+  startContainer,
+  stopContainer,
+  updateContainerResources,
+} from "./container.js";
 import type { CriContext } from "./context.js";
 import { edgeInterceptor, toConnectError } from "./errors.js";
+import { imageFsInfo, imageStatus, listImages, pullImage, removeImage } from "./image.js";
+import { listPodSandbox, podSandboxStatus, removePodSandbox, runPodSandbox, stopPodSandbox } from "./pod-sandbox.js";
 import { runtimeConfig } from "./runtime-config.js";
+import { containerStats, listContainerStats } from "./stats.js";
 import { status } from "./status.js";
+import { attach, exec, portForward } from "./streaming.js";
 import { updateRuntimeConfig } from "./update-runtime-config.js";
 import { version } from "./version.js";
 
@@ -17,12 +32,37 @@ function runtimeServiceImpl(ctx: CriContext): Partial<ServiceImpl<typeof Runtime
     status: (req) => status(ctx, req),
     runtimeConfig: () => runtimeConfig(ctx),
     updateRuntimeConfig: (req) => updateRuntimeConfig(ctx, req),
+    runPodSandbox: (req, hc) => runPodSandbox(ctx, req, hc.signal),
+    stopPodSandbox: (req) => stopPodSandbox(ctx, req),
+    removePodSandbox: (req) => removePodSandbox(ctx, req),
+    podSandboxStatus: (req) => podSandboxStatus(ctx, req),
+    listPodSandbox: (req) => listPodSandbox(ctx, req),
+    createContainer: (req, hc) => createContainer(ctx, req, hc.signal),
+    startContainer: (req) => startContainer(ctx, req),
+    stopContainer: (req) => stopContainer(ctx, req),
+    removeContainer: (req) => removeContainer(ctx, req),
+    containerStatus: (req) => containerStatus(ctx, req),
+    listContainers: (req) => listContainers(ctx, req),
+    updateContainerResources: (req) => updateContainerResources(ctx, req),
+    reopenContainerLog: (req) => reopenContainerLog(ctx, req),
+    execSync: (req) => execSync(ctx, req),
+    exec: (req) => exec(ctx, req),
+    attach: (req) => attach(ctx, req),
+    portForward: (req) => portForward(ctx, req),
+    containerStats: (req) => containerStats(ctx, req),
+    listContainerStats: (req) => listContainerStats(ctx, req),
   };
 }
 
 /** The ImageService RPCs that work today. */
-function imageServiceImpl(_ctx: CriContext): Partial<ServiceImpl<typeof ImageService>> {
-  return {};
+function imageServiceImpl(ctx: CriContext): Partial<ServiceImpl<typeof ImageService>> {
+  return {
+    pullImage: (req, hc) => pullImage(ctx, req, hc.signal),
+    imageStatus: (req) => imageStatus(ctx, req),
+    listImages: (req) => listImages(ctx, req),
+    removeImage: (req) => removeImage(ctx, req),
+    imageFsInfo: () => imageFsInfo(ctx),
+  };
 }
 
 /**

@@ -1,5 +1,5 @@
 import { accessSync, constants } from "node:fs";
-import { chmod, mkdir, readdir } from "node:fs/promises";
+import { chmod, mkdir } from "node:fs/promises";
 import { createServer, type Http2Session } from "node:http2";
 import { join } from "node:path";
 import type { Config } from "../config/index.js";
@@ -8,6 +8,7 @@ import type { Logger } from "../log/index.js";
 import { openStore, type Store } from "../store/index.js";
 import { packageVersion } from "../util/index.js";
 import { lockRoot, type RootLock } from "./lock.js";
+import { buildModules } from "./modules.js";
 import { clearStaleSocket } from "./socket.js";
 
 /**
@@ -37,20 +38,30 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
     undo.push(() => store.close());
 
     let podCidr = store.collection<string>("settings").get("pod_cidr") ?? "";
+    const modules = await buildModules(config, store, log);
+    undo.push(() => modules.close());
     const ctx: CriContext = {
       log,
       version: packageVersion(),
       config,
       runtimeCondition: () => runtimeCondition(config),
-      networkCondition: () => cniConfigCondition(config),
+      networkCondition: () => {
+        const s = modules.network.status();
+        return s.ready
+          ? { ready: true, reason: "", message: "" }
+          : { ready: false, reason: s.reason, message: s.message };
+      },
       setPodCidr: async (cidr) => {
         store.collection<string>("settings").put("pod_cidr", cidr);
+        modules.network.setPodCidr(cidr);
         podCidr = cidr;
         log.info({ podCidr: cidr }, "pod cidr updated");
       },
       verboseInfo: () => ({ config, podCidr }),
+      images: modules.images,
+      streaming: modules.streaming,
+      pods: { sandboxes: modules.sandboxes, containers: modules.containers },
     };
-    await refreshCniConfigCondition(config);
 
     const server = createServer(createCriHandler(ctx));
     const sessions = new Set<Http2Session>();
@@ -122,28 +133,4 @@ function runtimeCondition(config: Config): Condition {
     }
   }
   return { ready: true, reason: "", message: "" };
-}
-
-// TODO(#5): replaced by the CNI module's watcher; until then the conf dir is re-read on demand.
-let cniCondition: Condition = { ready: false, reason: "NetworkPluginNotReady", message: "cni config not loaded yet" };
-
-function cniConfigCondition(config: Config): Condition {
-  void refreshCniConfigCondition(config);
-  return cniCondition;
-}
-
-async function refreshCniConfigCondition(config: Config): Promise<void> {
-  try {
-    const files = (await readdir(config.cni.conf_dir)).filter((f) => /\.(conflist|conf|json)$/.test(f));
-    cniCondition =
-      files.length > 0
-        ? { ready: true, reason: "", message: "" }
-        : { ready: false, reason: "NetworkPluginNotReady", message: `no CNI network config in ${config.cni.conf_dir}` };
-  } catch {
-    cniCondition = {
-      ready: false,
-      reason: "NetworkPluginNotReady",
-      message: `no CNI network config in ${config.cni.conf_dir}`,
-    };
-  }
 }

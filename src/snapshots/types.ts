@@ -27,16 +27,24 @@ export interface Snapshotter {
   stat(key: string): Promise<SnapshotInfo | undefined>;
   /**
    * Creates a writable snapshot on top of committed `parent` (or empty) and returns the mounts
-   * that present it. Throws AlreadyExists when `key` exists.
+   * that present it. Throws AlreadyExists when `key` exists, NotFound when `parent` does not,
+   * FailedPrecondition when `parent` is not committed.
    */
   prepare(key: string, parent: string | undefined, options?: { labels?: Record<string, string> }): Promise<Mount[]>;
-  /** Mounts of an existing active snapshot (again, e.g. after a daemon restart). */
+  /** Mounts of an existing active snapshot (again, e.g. after a daemon restart). FailedPrecondition for a committed one. */
   mounts(key: string): Promise<Mount[]>;
-  /** Turns active snapshot `activeKey` into committed snapshot `name` (immutable from then on). */
+  /**
+   * Turns active snapshot `activeKey` into committed snapshot `name` (immutable from then on);
+   * `activeKey` is gone afterwards. AlreadyExists when `name` exists (e.g. another pull unpacked
+   * the same chain ID first: the caller removes its own active snapshot and uses `name`).
+   */
   commit(name: string, activeKey: string, options?: { labels?: Record<string, string> }): Promise<void>;
   /** Removes a snapshot. Throws FailedPrecondition when other snapshots have it as parent. */
   remove(key: string): Promise<void>;
   list(): Promise<SnapshotInfo[]>;
-  /** Bytes and inodes used by all snapshots. */
-  usage(): Promise<{ bytes: number; inodes: number }>;
+  /**
+   * Bytes (allocated, as `du` counts) and inodes used by all snapshots, or by snapshot `key` alone
+   * (a container's writable layer). Throws NotFound for an unknown key.
+   */
+  usage(key?: string): Promise<{ bytes: number; inodes: number }>;
 }

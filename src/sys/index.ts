@@ -1,1 +1,13 @@
+export { type CgroupStats, readCgroupStats } from "./cgroups.js";
+export { diskUsage } from "./du.js";
 export { type RunOptions, type RunResult, run, runUnchecked } from "./exec.js";
+export {
+  ensurePrivateMount,
+  isMountPoint,
+  isPinnedNamespace,
+  mountsUnder,
+  mountTmpfs,
+  pinNamespaces,
+  unmountIfMounted,
+  unpinNamespace,
+} from "./mounts.js";

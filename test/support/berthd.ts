@@ -5,6 +5,7 @@ import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { type CriClient, createCriClient } from "../../src/client/index.js";
+import { mountsUnder, run } from "../../src/sys/index.js";
 
 const REPO = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
 
@@ -124,10 +125,21 @@ export async function startBerthd(options: StartOptions = {}): Promise<TestDaemo
       if (cleaned) return;
       cleaned = true;
       await d.stop("SIGTERM");
-      if (!options.dir) await rm(dir, { recursive: true, force: true });
+      if (!options.dir) await removeTestDir(dir);
     },
   };
   return d;
+}
+
+/**
+ * Removes a daemon's test directory: first every mount berthd left below it (the private
+ * bind mounts of its namespace directories, container root filesystems), deepest first.
+ */
+export async function removeTestDir(dir: string): Promise<void> {
+  for (const mp of await mountsUnder(dir)) {
+    await run("umount", ["--lazy", mp], { name: "umount" }).catch(() => {});
+  }
+  await rm(dir, { recursive: true, force: true });
 }
 
 async function isSocket(path: string): Promise<boolean> {

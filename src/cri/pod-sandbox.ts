@@ -1,0 +1,62 @@
+import type { MessageInitShape } from "@bufbuild/protobuf";
+import type {
+  ListPodSandboxRequest,
+  ListPodSandboxResponseSchema,
+  PodSandboxStatusRequest,
+  PodSandboxStatusResponseSchema,
+  RemovePodSandboxRequest,
+  RunPodSandboxRequest,
+  StopPodSandboxRequest,
+} from "../api/gen/runtime/v1/api_pb.js";
+import { PodSandboxState } from "../api/gen/runtime/v1/api_pb.js";
+import { invalidArgument } from "../errdefs/index.js";
+import type { CriContext } from "./context.js";
+import { toContainerStatus, toPodSandbox, toPodSandboxStatus, toSandboxConfig } from "./convert.js";
+
+// The pod sandbox RPCs. Each is a thin conversion around SandboxManager (src/pods).
+
+export async function runPodSandbox(ctx: CriContext, req: RunPodSandboxRequest, signal: AbortSignal) {
+  const id = await ctx.pods.sandboxes.run(toSandboxConfig(req.config), req.runtimeHandler, { signal });
+  return { podSandboxId: id };
+}
+
+export async function stopPodSandbox(ctx: CriContext, req: StopPodSandboxRequest) {
+  if (!req.podSandboxId) throw invalidArgument("pod sandbox id is required");
+  await ctx.pods.sandboxes.stop(req.podSandboxId);
+  return {};
+}
+
+export async function removePodSandbox(ctx: CriContext, req: RemovePodSandboxRequest) {
+  if (!req.podSandboxId) throw invalidArgument("pod sandbox id is required");
+  await ctx.pods.sandboxes.remove(req.podSandboxId);
+  return {};
+}
+
+export function podSandboxStatus(
+  ctx: CriContext,
+  req: PodSandboxStatusRequest,
+): MessageInitShape<typeof PodSandboxStatusResponseSchema> {
+  const rec = ctx.pods.sandboxes.get(req.podSandboxId);
+  const containers = ctx.pods.containers.list({ sandboxId: rec.id });
+  return {
+    status: toPodSandboxStatus(rec),
+    containersStatuses: containers.map(toContainerStatus),
+    timestamp: BigInt(Date.now()) * 1_000_000n,
+    info: req.verbose ? { info: JSON.stringify(rec) } : {},
+  };
+}
+
+export function listPodSandbox(
+  ctx: CriContext,
+  req: ListPodSandboxRequest,
+): MessageInitShape<typeof ListPodSandboxResponseSchema> {
+  const f = req.filter;
+  const items = ctx.pods.sandboxes.list({
+    ...(f?.id ? { id: f.id } : {}),
+    ...(f?.state
+      ? { state: f.state.state === PodSandboxState.SANDBOX_READY ? ("ready" as const) : ("notready" as const) }
+      : {}),
+    ...(f && Object.keys(f.labelSelector).length > 0 ? { labels: f.labelSelector } : {}),
+  });
+  return { items: items.map(toPodSandbox) };
+}

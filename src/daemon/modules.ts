@@ -1,0 +1,237 @@
+import { mkdir, rm } from "node:fs/promises";
+import { join } from "node:path";
+import type { Config } from "../config/index.js";
+import { createContentStore } from "../content/index.js";
+import { isKind } from "../errdefs/index.js";
+import { createImageService, type ImageService } from "../images/index.js";
+import type { Logger } from "../log/index.js";
+import {
+  bandwidthFromAnnotations,
+  createNetns,
+  createNetworkManager,
+  type NetworkManager,
+  removeNetns,
+} from "../network/index.js";
+import { currentOomScoreAdj } from "../oci/index.js";
+import {
+  type ContainerImages,
+  ContainerManager,
+  type ContainerRootfs,
+  createSandboxInfra,
+  createStreamingBackend,
+  SandboxManager,
+  type SandboxNetwork,
+} from "../pods/index.js";
+import { type ContainerRuntime, createContainerRuntime } from "../runtime/index.js";
+import { createOverlaySnapshotter, layerDirsOf, mountAll, type Snapshotter, unmount } from "../snapshots/index.js";
+import type { Store } from "../store/index.js";
+import { StreamingServer } from "../streaming/index.js";
+import { diskUsage, isMountPoint } from "../sys/index.js";
+
+/**
+ * Builds the domain modules from the config and binds them together through the narrow
+ * interfaces each declares (pods see images, networks and root filesystems only through
+ * adapters defined here). Paths of the daemon-owned volatile tree:
+ *
+ *   <state>/runtime/          container runtime state (see src/runtime/layout.ts)
+ *   <state>/runtime/<handler> runc --root of each handler without an explicit root
+ *   <state>/sandboxes/<id>/   pinned namespaces, /dev/shm, hostname/hosts/resolv.conf
+ *   <state>/netns/<id>        pinned network namespaces (unless [cni] netns_dir)
+ *   <state>/rootfs/<id>       mounted container root filesystems
+ *   <root>/cni/results/       cached CNI results (unless [cni] cache_dir)
+ */
+export interface Modules {
+  images: ImageService;
+  network: NetworkManager;
+  runtime: ContainerRuntime;
+  sandboxes: SandboxManager;
+  containers: ContainerManager;
+  streaming: StreamingServer;
+  close(): Promise<void>;
+}
+
+export async function buildModules(config: Config, store: Store, log: Logger): Promise<Modules> {
+  const closers: Array<() => Promise<void> | void> = [];
+  const content = await createContentStore({ root: config.root });
+  const snapshotter = await createOverlaySnapshotter({ root: config.root });
+  const images = await createImageService({
+    store,
+    content,
+    snapshotter,
+    mountpoint: config.root,
+    configPath: config.registry.config_path,
+    ...(config.registry.platform ? { platform: config.registry.platform } : {}),
+    maxConcurrentDownloads: config.registry.max_concurrent_downloads,
+    logger: log.child({ component: "images" }),
+  });
+  closers.push(() => images.close());
+
+  const network = await createNetworkManager({
+    confDir: config.cni.conf_dir,
+    pluginDirs: config.cni.bin_dirs,
+    resultDir: config.cni.cache_dir || join(config.root, "cni", "results"),
+    pluginTimeoutMs: config.cni.plugin_timeout_seconds * 1000,
+    logger: log.child({ component: "network" }),
+  });
+  closers.push(() => network.close());
+  const podCidr = store.collection<string>("settings").get("pod_cidr");
+  if (podCidr) network.setPodCidr(podCidr);
+
+  const handlers = Object.fromEntries(
+    Object.entries(config.runtime.handlers).map(([name, h]) => [
+      name,
+      {
+        path: h.path,
+        root: h.root || join(config.state, "runtime", name),
+        systemdCgroup: config.runtime.cgroup_driver === "systemd",
+      },
+    ]),
+  );
+  const runtime = await createContainerRuntime({
+    stateDir: join(config.state, "runtime"),
+    handlers,
+    defaultHandler: config.runtime.default,
+    conmonPath: config.runtime.conmon_path,
+    logger: log,
+  });
+  closers.push(() => runtime.close());
+
+  const netnsDir = config.cni.netns_dir || join(config.state, "netns");
+  const sandboxNetwork: SandboxNetwork = {
+    createNetns: (id) => createNetns(id, { dir: netnsDir }),
+    removeNetns: (path) => removeNetns(path),
+    setUp: async (sb, options) => {
+      const m = sb.config.metadata;
+      const bandwidth = bandwidthFromAnnotations(sb.config.annotations);
+      const net = await network.setUp({
+        sandboxId: sb.id,
+        netnsPath: sb.netnsPath ?? "",
+        podName: m.name,
+        podNamespace: m.namespace,
+        podUid: m.uid,
+        portMappings: sb.config.portMappings.map((p) => ({
+          hostPort: p.hostPort,
+          containerPort: p.containerPort,
+          protocol: p.protocol,
+          ...(p.hostIp ? { hostIP: p.hostIp } : {}),
+        })),
+        ...(bandwidth ? { bandwidth } : {}),
+        ...(sb.config.dns ? { dns: sb.config.dns } : {}),
+        ...(options.signal ? { signal: options.signal } : {}),
+      });
+      return { ips: net.ips };
+    },
+    tearDown: async (sb) => {
+      await network.tearDown(sb.id, sb.netnsPath ?? "");
+      if (sb.netnsPath) await removeNetns(sb.netnsPath);
+    },
+  };
+  const oomScoreAdjFloor = config.runtime.restrict_oom_score_adj ? await currentOomScoreAdj() : undefined;
+  const sandboxes = new SandboxManager({
+    records: store.collection("sandboxes"),
+    infra: createSandboxInfra({
+      runtime,
+      binary: config.sandbox.infra_binary,
+      ...(oomScoreAdjFloor !== undefined ? { oomScoreAdjFloor } : {}),
+    }),
+    stateDir: join(config.state, "sandboxes"),
+    network: sandboxNetwork,
+    handlers: Object.keys(config.runtime.handlers),
+    defaultHandler: config.runtime.default,
+    log: log.child({ component: "sandboxes" }),
+  });
+
+  const containerImages: ContainerImages = {
+    resolve: async (ref) => {
+      const rec = images.status(ref);
+      if (!rec) return undefined;
+      const c = rec.config.config ?? {};
+      return {
+        id: rec.id,
+        name: rec.repoTags[0] ?? rec.id,
+        // JSON null (an image that clears ENTRYPOINT) means the same as absent.
+        config: {
+          ...(c.User ? { User: c.User } : {}),
+          ...(c.Env ? { Env: c.Env } : {}),
+          ...(c.Entrypoint ? { Entrypoint: c.Entrypoint } : {}),
+          ...(c.Cmd ? { Cmd: c.Cmd } : {}),
+          ...(c.WorkingDir ? { WorkingDir: c.WorkingDir } : {}),
+          ...(c.StopSignal ? { StopSignal: c.StopSignal } : {}),
+        },
+        topChainId: rec.chainIds.at(-1) ?? "",
+      };
+    },
+  };
+  const rootfs = containerRootfs(snapshotter, join(config.state, "rootfs"));
+  const containers = new ContainerManager({
+    records: store.collection("containers"),
+    sandboxes,
+    runtime,
+    images: containerImages,
+    rootfs,
+    log: log.child({ component: "containers" }),
+    ...(oomScoreAdjFloor !== undefined ? { oomScoreAdjFloor } : {}),
+  });
+  closers.push(() => containers.close());
+  sandboxes.attachContainers(containers);
+
+  await sandboxes.recover();
+  await containers.recover();
+
+  const streaming = new StreamingServer({
+    backend: createStreamingBackend({ containers, sandboxes, runtime, log: log.child({ component: "streaming" }) }),
+    address: config.streaming.address,
+    port: config.streaming.port,
+    idleTimeoutMs: config.streaming.idle_timeout_seconds * 1000,
+    logger: log.child({ component: "streaming" }),
+  });
+  await streaming.listen();
+  closers.push(() => streaming.close());
+
+  return {
+    images,
+    network,
+    runtime,
+    sandboxes,
+    containers,
+    streaming,
+    close: async () => {
+      for (const c of closers.reverse()) {
+        try {
+          await c();
+        } catch (err) {
+          log.error({ err }, "module close failed");
+        }
+      }
+    },
+  };
+}
+
+/** Container root filesystems: an active overlay snapshot per container, mounted under `dir/<id>`. */
+function containerRootfs(snapshotter: Snapshotter, dir: string): ContainerRootfs {
+  const key = (id: string) => `container-${id}`;
+  return {
+    prepare: async (id, chainId) => {
+      const target = join(dir, id);
+      await mkdir(target, { recursive: true, mode: 0o755 });
+      const mounts = (await snapshotter.stat(key(id)))
+        ? await snapshotter.mounts(key(id))
+        : await snapshotter.prepare(key(id), chainId || undefined);
+      if (!(await isMountPoint(target))) await mountAll(mounts, target);
+      return target;
+    },
+    usage: async (id) => {
+      if (!(await snapshotter.stat(key(id)))) return undefined;
+      const { upper } = layerDirsOf(await snapshotter.mounts(key(id)));
+      return { ...(await diskUsage(upper)), mountpoint: upper };
+    },
+    release: async (id) => {
+      const target = join(dir, id);
+      if (await isMountPoint(target)) await unmount(target, { detach: true });
+      await rm(target, { recursive: true, force: true });
+      await snapshotter.remove(key(id)).catch((err: unknown) => {
+        if (!isKind(err, "NotFound")) throw err;
+      });
+    },
+  };
+}

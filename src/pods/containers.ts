@@ -1,0 +1,446 @@
+import { mkdir } from "node:fs/promises";
+import { isAbsolute, join, normalize } from "node:path";
+import { alreadyExists, failedPrecondition, invalidArgument, isKind, notFound, wrap } from "../errdefs/index.js";
+import type { Logger } from "../log/index.js";
+import { linuxResources } from "../oci/index.js";
+import type { ContainerExit, ContainerRuntime, ExecSyncResult } from "../runtime/index.js";
+import type { Collection } from "../store/index.js";
+import { type CgroupStats, readCgroupStats } from "../sys/index.js";
+import { AmbiguousPrefixError, KeyedMutex, newId, resolvePrefix } from "../util/index.js";
+import { containerSpec, type ImageRuntimeConfig, stopSignalOf } from "./container-spec.js";
+import { matchLabels } from "./filters.js";
+import type { SandboxManager } from "./sandboxes.js";
+import type { ContainerConfig, ContainerFilter, ContainerRecord, ContainerState } from "./types.js";
+import { nowNs } from "./types.js";
+import { resolveUser } from "./users.js";
+
+/** An image as containers need it (implemented over `src/images` by the daemon). */
+export interface ContainerImage {
+  /** `sha256:<config digest>`. */
+  id: string;
+  /** The name to show (first repo tag, else the ID). */
+  name: string;
+  config: ImageRuntimeConfig;
+  /** Chain ID of the top layer: the committed snapshot the rootfs is prepared on. */
+  topChainId: string;
+}
+
+/** Image lookup for CreateContainer. */
+export interface ContainerImages {
+  /** The image the CRI ImageSpec names (tag, digest, ID or ID prefix), or undefined. */
+  resolve(ref: string): Promise<ContainerImage | undefined>;
+}
+
+/** Container root filesystems (implemented over the snapshotter by the daemon). */
+export interface ContainerRootfs {
+  /** Prepares a writable snapshot on top of `chainId` and mounts it; returns the mount point. */
+  prepare(containerId: string, chainId: string): Promise<string>;
+  /** Unmounts and removes the container's snapshot. Idempotent. */
+  release(containerId: string): Promise<void>;
+  /** Disk used by the container's writable layer, and the directory it lives in. */
+  usage(containerId: string): Promise<{ bytes: number; inodes: number; mountpoint: string } | undefined>;
+}
+
+/** Resource usage of one container (ContainerStats). */
+export interface ContainerStatsRecord {
+  record: ContainerRecord;
+  cgroup: CgroupStats | undefined;
+  /** CPU use since the previous sample, in nanocores; undefined on the first sample. */
+  nanoCores: bigint | undefined;
+  writableLayer: { bytes: number; inodes: number; mountpoint: string } | undefined;
+  timestamp: bigint;
+}
+
+export interface ContainerManagerOptions {
+  records: Collection<ContainerRecord>;
+  sandboxes: SandboxManager;
+  runtime: ContainerRuntime;
+  images: ContainerImages;
+  rootfs: ContainerRootfs;
+  log: Logger;
+  /** Floor for oom_score_adj (restrict_oom_score_adj), or undefined to pass values through. */
+  oomScoreAdjFloor?: number;
+}
+
+/**
+ * Containers of pod sandboxes.
+ *
+ * ```
+ * creating ──▶ created ──StartContainer──▶ running ──(exit seen by conmon)──▶ exited ──▶ (removed)
+ *     └──(failure: undone, record deleted)      created ──StopContainer──▶ exited
+ * ```
+ * A `creating` record found at start-up is a CreateContainer cut short; recover() undoes it.
+ * Exits are learnt from the runtime's exit watcher (conmon's exit files), so a container that
+ * exits while berthd is down is found with its real exit code and finish time on start.
+ */
+export class ContainerManager {
+  private readonly locks = new KeyedMutex();
+  /** "sandboxId/name/attempt" -> container ID. */
+  private readonly names = new Map<string, string>();
+  private readonly unsubscribe: () => void;
+  /** Previous CPU sample per container, for usage_nano_cores. */
+  private readonly cpuSamples = new Map<string, { at: bigint; cpu: bigint }>();
+
+  constructor(private readonly o: ContainerManagerOptions) {
+    this.unsubscribe = o.runtime.onExit((exit) => void this.recordExit(exit));
+  }
+
+  close(): void {
+    this.unsubscribe();
+  }
+
+  /** Reconciles records with what runc and conmon report after a daemon restart. */
+  async recover(): Promise<void> {
+    const records = this.o.records.list();
+    const infra = new Set(this.o.sandboxes.infraIds());
+    const result = await this.o.runtime.recover([...records.map((r) => r.id), ...infra]);
+    for (const rec of records) {
+      if (rec.state === "creating") {
+        this.o.log.warn({ containerId: rec.id }, "undoing a container whose creation was interrupted");
+        await this.o.runtime.delete(rec.id).catch(() => {});
+        await this.o.rootfs.release(rec.id).catch(() => {});
+        this.o.records.delete(rec.id);
+        continue;
+      }
+      this.names.set(nameKey(rec.sandboxId, rec.config), rec.id);
+      const st = result.statuses.get(rec.id);
+      if (!st || result.missing.includes(rec.id)) {
+        if (rec.state === "running" || rec.state === "created") {
+          this.finish(
+            rec,
+            { exitCode: 255, finishedAt: new Date(), oomKilled: false },
+            "state lost (the host may have rebooted)",
+          );
+        }
+        continue;
+      }
+      if (st.state === "running" && rec.state !== "running") {
+        rec.state = "running";
+        this.o.records.put(rec.id, rec);
+      } else if (st.state === "stopped" && rec.state !== "exited") {
+        this.finish(
+          rec,
+          { exitCode: st.exitCode ?? 255, finishedAt: st.finishedAt ?? new Date(), oomKilled: st.oomKilled },
+          st.message ?? "",
+        );
+      }
+    }
+    for (const id of result.unknown.filter((u) => !infra.has(u))) {
+      this.o.log.warn({ containerId: id }, "removing runtime state no record knows of");
+      await this.o.runtime.delete(id).catch(() => {});
+    }
+  }
+
+  /** CreateContainer: builds the bundle and has conmon run `runc create`. */
+  async create(sandboxRef: string, config: ContainerConfig, options: { signal?: AbortSignal } = {}): Promise<string> {
+    if (!config.name) throw invalidArgument("container metadata name is required");
+    if (!config.image) throw invalidArgument("container image is required");
+    const sandbox = this.o.sandboxes.get(sandboxRef);
+    if (sandbox.state !== "ready") throw failedPrecondition(`pod sandbox ${sandbox.id} is not ready`);
+    const key = nameKey(sandbox.id, config);
+    const existing = this.names.get(key);
+    if (existing)
+      throw alreadyExists(`container name ${config.name} (attempt ${config.attempt}) is reserved for ${existing}`);
+    const image = await this.o.images.resolve(config.image);
+    if (!image) throw notFound(`image "${config.image}" is not present: pull it first`);
+    const logPath = containerLogPath(sandbox.config.logDirectory, config.logPath);
+    const id = newId();
+    this.names.set(key, id);
+    const rec: ContainerRecord = {
+      id,
+      sandboxId: sandbox.id,
+      state: "creating",
+      config,
+      imageRef: config.image,
+      imageId: image.id,
+      createdAt: nowNs(),
+      startedAt: "0",
+      finishedAt: "0",
+      exitCode: 0,
+      reason: "",
+      message: "",
+      pid: 0,
+      logPath,
+      stopSignal: stopSignalOf(config, image.config),
+      uid: 0,
+      gid: 0,
+      supplementalGids: [],
+    };
+    return this.locks.run(id, async () => {
+      this.o.records.put(id, rec);
+      try {
+        const rootfs = await this.o.rootfs.prepare(id, image.topChainId);
+        const user = await resolveUser(rootfs, {
+          ...(config.runAsUser !== undefined ? { runAsUser: config.runAsUser } : {}),
+          ...(config.runAsGroup !== undefined ? { runAsGroup: config.runAsGroup } : {}),
+          runAsUsername: config.runAsUsername,
+          supplementalGroups: config.supplementalGroups,
+          imageUser: image.config.User ?? "",
+        });
+        rec.uid = user.uid;
+        rec.gid = user.gid;
+        rec.supplementalGids = user.additionalGids;
+        const spec = await containerSpec({
+          id,
+          config,
+          sandbox,
+          image: image.config,
+          imageName: image.name,
+          rootfs,
+          user,
+          ...(this.o.oomScoreAdjFloor !== undefined ? { oomScoreAdjFloor: this.o.oomScoreAdjFloor } : {}),
+          ...(await this.pidNamespace(sandbox.id, config)),
+        });
+        if (logPath) await mkdir(join(logPath, ".."), { recursive: true });
+        const created = await this.o.runtime.createContainer({
+          id,
+          spec,
+          // Without a path from the kubelet the runtime logs into the container's state directory.
+          ...(logPath ? { logPath } : {}),
+          tty: config.tty,
+          stdin: config.stdin,
+          stdinOnce: config.stdinOnce,
+          runtimeHandler: sandbox.runtimeHandler,
+          ...(options.signal ? { signal: options.signal } : {}),
+        });
+        rec.pid = created.pid;
+        rec.state = "created";
+        this.o.records.put(id, rec);
+        return id;
+      } catch (err) {
+        await this.o.runtime.delete(id).catch(() => {});
+        await this.o.rootfs
+          .release(id)
+          .catch((e) => this.o.log.error({ err: e, containerId: id }, "rollback: release rootfs"));
+        this.o.records.delete(id);
+        this.names.delete(key);
+        throw wrap(err, `create container ${config.name}`);
+      }
+    });
+  }
+
+  /** StartContainer: only a created container can start. */
+  async start(ref: string): Promise<void> {
+    const id = this.resolve(ref);
+    await this.locks.run(id, async () => {
+      const rec = this.mustGet(id);
+      if (rec.state !== "created") throw failedPrecondition(`container ${id} is ${rec.state}, not created`);
+      await this.o.runtime.start(id);
+      rec.state = "running";
+      rec.startedAt = nowNs();
+      // The exit watcher may already have recorded a quick exit; keep it.
+      const latest = this.o.records.get(id);
+      if (latest?.state === "exited") return;
+      this.o.records.put(id, rec);
+    });
+  }
+
+  /** StopContainer: stop signal, then SIGKILL after `timeoutSec`. Idempotent. */
+  async stop(ref: string, timeoutSec: number): Promise<void> {
+    const id = this.resolve(ref);
+    await this.locks.run(id, async () => {
+      const rec = this.mustGet(id);
+      if (rec.state === "exited") return;
+      await this.o.runtime.stop(id, { timeoutSec: Math.max(0, timeoutSec), stopSignal: rec.stopSignal });
+      await this.refreshExit(id);
+    });
+  }
+
+  /** RemoveContainer: kills a running container first. Absent containers are fine (idempotent). */
+  async remove(ref: string): Promise<void> {
+    let id: string;
+    try {
+      id = this.resolve(ref);
+    } catch (err) {
+      if (isKind(err, "NotFound")) return;
+      throw err;
+    }
+    await this.locks.run(id, async () => {
+      const rec = this.o.records.get(id);
+      if (!rec) return;
+      await this.o.runtime.delete(id);
+      await this.o.rootfs.release(id);
+      this.o.records.delete(id);
+      this.cpuSamples.delete(id);
+      if (this.names.get(nameKey(rec.sandboxId, rec.config)) === id)
+        this.names.delete(nameKey(rec.sandboxId, rec.config));
+    });
+  }
+
+  /** Stops every container of a sandbox (for StopPodSandbox). */
+  async stopAll(sandboxId: string): Promise<void> {
+    const ids = this.o.records
+      .list()
+      .filter((r) => r.sandboxId === sandboxId && r.state !== "exited")
+      .map((r) => r.id);
+    await Promise.all(ids.map((id) => this.stop(id, 0)));
+  }
+
+  /** Removes every container of a sandbox (for RemovePodSandbox). */
+  async removeAll(sandboxId: string): Promise<void> {
+    const ids = this.o.records
+      .list()
+      .filter((r) => r.sandboxId === sandboxId)
+      .map((r) => r.id);
+    await Promise.all(ids.map((id) => this.remove(id)));
+  }
+
+  /** The record of a container by ID or unique prefix; NotFound otherwise. */
+  get(ref: string): ContainerRecord {
+    return this.mustGet(this.resolve(ref));
+  }
+
+  list(filter: ContainerFilter = {}): ContainerRecord[] {
+    let ids = this.o.records.ids();
+    if (filter.id) {
+      try {
+        const one = resolvePrefix(filter.id, ids);
+        ids = one ? [one] : [];
+      } catch {
+        ids = [];
+      }
+    }
+    let sandboxId = filter.sandboxId;
+    if (sandboxId) {
+      try {
+        sandboxId = this.o.sandboxes.resolve(sandboxId);
+      } catch {
+        return [];
+      }
+    }
+    return ids
+      .map((id) => this.o.records.get(id))
+      .filter((r): r is ContainerRecord => r !== undefined && r.state !== "creating")
+      .filter((r) => !filter.state || r.state === filter.state)
+      .filter((r) => !sandboxId || r.sandboxId === sandboxId)
+      .filter((r) => matchLabels(r.config.labels, filter.labels));
+  }
+
+  /** ExecSync: runs a command to completion in a running container. */
+  async execSync(ref: string, cmd: string[], timeoutSec: number): Promise<ExecSyncResult> {
+    const rec = this.get(ref);
+    if (cmd.length === 0) throw invalidArgument("exec command is required");
+    if (rec.state !== "running") throw failedPrecondition(`container ${rec.id} is not running`);
+    return this.o.runtime.execSync(rec.id, cmd, { timeoutSec: Math.max(0, timeoutSec) });
+  }
+
+  /** ReopenContainerLog: conmon starts a new file at the log path. */
+  async reopenLog(ref: string): Promise<void> {
+    const rec = this.get(ref);
+    if (rec.state !== "running") throw failedPrecondition(`container ${rec.id} is not running`);
+    await this.o.runtime.reopenLog(rec.id);
+  }
+
+  /** UpdateContainerResources: new cgroup limits for a created or running container. */
+  async updateResources(ref: string, resources: ContainerConfig["resources"]): Promise<void> {
+    const rec = this.get(ref);
+    if (rec.state !== "running" && rec.state !== "created")
+      throw failedPrecondition(`container ${rec.id} is ${rec.state}`);
+    await this.o.runtime.updateResources(rec.id, linuxResources(resources));
+    await this.locks.run(rec.id, async () => {
+      const latest = this.mustGet(rec.id);
+      latest.config.resources = { ...latest.config.resources, ...resources };
+      this.o.records.put(rec.id, latest);
+    });
+  }
+
+  /** ContainerStats: cgroup CPU/memory and writable-layer usage. */
+  async stats(ref: string): Promise<ContainerStatsRecord> {
+    const rec = this.get(ref);
+    const sandbox = this.o.sandboxes.get(rec.sandboxId);
+    const cgroup =
+      rec.state === "running"
+        ? await readCgroupStats(`${sandbox.config.cgroupParent || "/berth"}/${rec.id}`)
+        : undefined;
+    let nanoCores: bigint | undefined;
+    if (cgroup) {
+      const prev = this.cpuSamples.get(rec.id);
+      if (prev && cgroup.timestamp > prev.at && cgroup.cpuUsageNs >= prev.cpu) {
+        nanoCores = ((cgroup.cpuUsageNs - prev.cpu) * 1_000_000_000n) / (cgroup.timestamp - prev.at);
+      }
+      this.cpuSamples.set(rec.id, { at: cgroup.timestamp, cpu: cgroup.cpuUsageNs });
+    }
+    const writableLayer = await this.o.rootfs.usage(rec.id).catch(() => undefined);
+    return { record: rec, cgroup, nanoCores, writableLayer, timestamp: BigInt(Date.now()) * 1_000_000n };
+  }
+
+  resolve(ref: string): string {
+    if (!ref) throw invalidArgument("container id is required");
+    try {
+      const id = resolvePrefix(ref, this.o.records.ids());
+      if (!id) throw notFound(`container ${ref}`);
+      return id;
+    } catch (err) {
+      if (err instanceof AmbiguousPrefixError) throw invalidArgument(err.message);
+      throw err;
+    }
+  }
+
+  private mustGet(id: string): ContainerRecord {
+    const rec = this.o.records.get(id);
+    if (!rec || rec.state === "creating") throw notFound(`container ${id}`);
+    return rec;
+  }
+
+  private async pidNamespace(sandboxId: string, config: ContainerConfig): Promise<{ pidNamespacePath?: string }> {
+    if (config.namespaces.pid === "target") {
+      const target = this.get(config.namespaces.targetId);
+      if (target.sandboxId !== sandboxId) throw invalidArgument(`target container ${target.id} is in another pod`);
+      if (target.state !== "running") throw failedPrecondition(`target container ${target.id} is not running`);
+      return { pidNamespacePath: `/proc/${target.pid}/ns/pid` };
+    }
+    if (config.namespaces.pid === "pod") {
+      const sb = this.o.sandboxes.get(sandboxId);
+      if (!sb.infraPid) throw failedPrecondition(`pod ${sandboxId} has no shared PID namespace`);
+      return { pidNamespacePath: `/proc/${sb.infraPid}/ns/pid` };
+    }
+    return {};
+  }
+
+  private async refreshExit(id: string): Promise<void> {
+    const rec = this.o.records.get(id);
+    if (!rec || rec.state === "exited") return;
+    const st = await this.o.runtime.status(id);
+    if (st.state === "stopped")
+      this.finish(
+        rec,
+        { exitCode: st.exitCode ?? 255, finishedAt: st.finishedAt ?? new Date(), oomKilled: st.oomKilled },
+        st.message ?? "",
+      );
+  }
+
+  private async recordExit(exit: ContainerExit): Promise<void> {
+    const rec = this.o.records.get(exit.id);
+    if (!rec || rec.state === "exited") return;
+    this.finish(rec, exit, "");
+  }
+
+  private finish(rec: ContainerRecord, exit: Omit<ContainerExit, "id">, message: string): void {
+    const latest = this.o.records.get(rec.id) ?? rec;
+    if (latest.state === "exited") return;
+    const state: ContainerState = "exited";
+    latest.state = state;
+    latest.exitCode = exit.exitCode;
+    latest.finishedAt = (BigInt(exit.finishedAt.getTime()) * 1_000_000n).toString();
+    if (latest.startedAt === "0") latest.startedAt = latest.finishedAt;
+    latest.reason = exit.oomKilled ? "OOMKilled" : exit.exitCode === 0 ? "Completed" : "Error";
+    latest.message = message;
+    this.o.records.put(latest.id, latest);
+    this.o.log.info({ containerId: latest.id, exitCode: exit.exitCode, reason: latest.reason }, "container exited");
+  }
+}
+
+function nameKey(sandboxId: string, config: ContainerConfig): string {
+  return `${sandboxId}/${config.name}/${config.attempt}`;
+}
+
+/** The log file: the sandbox's log directory joined with the container's relative log path. */
+function containerLogPath(logDirectory: string, logPath: string): string {
+  if (!logPath) return "";
+  if (isAbsolute(logPath) && !logDirectory) return normalize(logPath);
+  if (!logDirectory) throw invalidArgument(`log path ${logPath} is relative but the sandbox has no log directory`);
+  const full = normalize(join(logDirectory, logPath));
+  if (!full.startsWith(`${normalize(logDirectory)}/`))
+    throw invalidArgument(`log path ${logPath} escapes the sandbox's log directory`);
+  return full;
+}

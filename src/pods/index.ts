@@ -1,0 +1,36 @@
+export { type ImageRuntimeConfig, processArgs, processEnv, stopSignalOf } from "./container-spec.js";
+export {
+  type ContainerImage,
+  type ContainerImages,
+  ContainerManager,
+  type ContainerManagerOptions,
+  type ContainerRootfs,
+  type ContainerStatsRecord,
+} from "./containers.js";
+export { hostsFile, resolvConf } from "./files.js";
+export { createSandboxInfra, type InfraOptions, type SandboxInfra } from "./infra.js";
+export {
+  type SandboxContainers,
+  SandboxManager,
+  type SandboxManagerOptions,
+  type SandboxNetwork,
+} from "./sandboxes.js";
+export { createStreamingBackend, type PreparedExec, type StreamingBackendOptions } from "./streaming.js";
+export type {
+  ContainerConfig,
+  ContainerFilter,
+  ContainerRecord,
+  ContainerState,
+  Device,
+  DnsConfig,
+  Mount,
+  NamespaceMode,
+  NamespaceOptions,
+  PodMetadata,
+  PortMapping,
+  SandboxConfig,
+  SandboxFilter,
+  SandboxRecord,
+  SandboxState,
+  SecurityProfile,
+} from "./types.js";

@@ -1,0 +1,283 @@
+import { mkdir, rm } from "node:fs/promises";
+import { join } from "node:path";
+import { alreadyExists, invalidArgument, notFound, wrap } from "../errdefs/index.js";
+import type { Logger } from "../log/index.js";
+import type { Collection } from "../store/index.js";
+import { ensurePrivateMount, mountTmpfs, pinNamespaces, unmountIfMounted, unpinNamespace } from "../sys/index.js";
+import { AmbiguousPrefixError, KeyedMutex, newId, resolvePrefix } from "../util/index.js";
+import { writePodFiles } from "./files.js";
+import { matchLabels } from "./filters.js";
+import type { SandboxInfra } from "./infra.js";
+import type { SandboxConfig, SandboxFilter, SandboxRecord } from "./types.js";
+import { nowNs } from "./types.js";
+
+/**
+ * What sandboxes need from pod networking (implemented over `src/network` by the daemon).
+ * `setUp` runs CNI ADD in the netns and rolls back itself on failure; `tearDown` is idempotent
+ * and works from the cached result after a daemon restart.
+ */
+export interface SandboxNetwork {
+  createNetns(sandboxId: string): Promise<string>;
+  removeNetns(path: string): Promise<void>;
+  setUp(sandbox: SandboxRecord, options: { signal?: AbortSignal }): Promise<{ ips: string[] }>;
+  tearDown(sandbox: SandboxRecord): Promise<void>;
+}
+
+/** What sandboxes need from containers: stopping and removing the pod's containers. */
+export interface SandboxContainers {
+  stopAll(sandboxId: string): Promise<void>;
+  removeAll(sandboxId: string): Promise<void>;
+}
+
+export interface SandboxManagerOptions {
+  records: Collection<SandboxRecord>;
+  /** Runs the infra process of pods with a shared PID namespace. */
+  infra: SandboxInfra;
+  /** Volatile directory for pinned namespaces and /dev/shm mounts (`<state>/sandboxes`). */
+  stateDir: string;
+  network: SandboxNetwork;
+  handlers: readonly string[];
+  defaultHandler: string;
+  log: Logger;
+}
+
+/**
+ * Pod sandboxes. A sandbox is a set of namespaces pinned by bind mounts — network (with CNI),
+ * IPC and UTS (with the hostname) — plus the pod's hostname/hosts/resolv.conf files and a
+ * /dev/shm tmpfs. No process runs for it, so a pod costs no memory beyond its containers.
+ *
+ * ```
+ * state:        creating ──(all set up)──▶ ready ──(StopPodSandbox)──▶ notready ──▶ (removed)
+ *                   └──(failure: undone, record deleted)
+ * ```
+ * Each state change is persisted before it is acted on; a `creating` record found at start-up
+ * is a RunPodSandbox cut short by a crash, and recover() undoes it.
+ *
+ * Layout: `<stateDir>/<id>/{ns/ipc,ns/uts,shm/,hostname,hosts,resolv.conf}`.
+ */
+export class SandboxManager {
+  private readonly records: Collection<SandboxRecord>;
+  private readonly locks = new KeyedMutex();
+  /** "namespace/name/uid/attempt" -> sandbox ID, the kubelet's uniqueness key. */
+  private readonly names = new Map<string, string>();
+  private containers: SandboxContainers | undefined;
+
+  constructor(private readonly o: SandboxManagerOptions) {
+    this.records = o.records;
+  }
+
+  /** Wires the container manager (the two refer to each other). */
+  attachContainers(containers: SandboxContainers): void {
+    this.containers = containers;
+  }
+
+  /** Rebuilds the name index and undoes sandboxes whose creation was cut short. */
+  async recover(): Promise<void> {
+    for (const rec of this.records.list()) {
+      if (rec.state === "creating") {
+        this.o.log.warn({ sandboxId: rec.id }, "undoing a sandbox whose creation was interrupted");
+        await this.teardown(rec).catch((err) => this.o.log.error({ err, sandboxId: rec.id }, "undo failed"));
+        await rm(rec.dir, { recursive: true, force: true });
+        this.records.delete(rec.id);
+        continue;
+      }
+      this.names.set(nameKey(rec.config), rec.id);
+    }
+  }
+
+  /** RunPodSandbox: returns the new sandbox's ID once it is ready. */
+  async run(config: SandboxConfig, handler: string, options: { signal?: AbortSignal } = {}): Promise<string> {
+    const m = config.metadata;
+    if (!m.name || !m.namespace || !m.uid) throw invalidArgument("sandbox metadata needs name, namespace and uid");
+    const runtimeHandler = handler || this.o.defaultHandler;
+    if (!this.o.handlers.includes(runtimeHandler)) throw invalidArgument(`unknown runtime handler "${handler}"`);
+    if (config.namespaces.pid === "target")
+      throw invalidArgument("pid namespace mode TARGET is only valid for containers");
+    const key = nameKey(config);
+    const existing = this.names.get(key);
+    if (existing) throw alreadyExists(`sandbox name ${key} is reserved for ${existing}`);
+    const id = newId();
+    this.names.set(key, id);
+    const dir = join(this.o.stateDir, id);
+    const rec: SandboxRecord = {
+      id,
+      state: "creating",
+      config,
+      runtimeHandler,
+      createdAt: nowNs(),
+      ip: "",
+      additionalIps: [],
+      networkUp: false,
+      dir,
+      shmMounted: false,
+    };
+    return this.locks.run(id, async () => {
+      this.records.put(id, rec);
+      try {
+        await ensurePrivateMount(this.o.stateDir);
+        await mkdir(join(dir, "ns"), { recursive: true, mode: 0o711 });
+        const ipc = config.namespaces.ipc !== "node" ? join(dir, "ns", "ipc") : undefined;
+        const uts = config.namespaces.network !== "node" ? join(dir, "ns", "uts") : undefined;
+        await pinNamespaces({ ...(ipc ? { ipc } : {}), ...(uts ? { uts } : {}) }, config.hostname);
+        if (ipc) rec.ipcPath = ipc;
+        if (uts) rec.utsPath = uts;
+        this.records.put(id, rec);
+        if (config.namespaces.ipc !== "node") {
+          await mountTmpfs(join(dir, "shm"), "nosuid,nodev,noexec,mode=1777,size=65536k");
+          rec.shmMounted = true;
+          this.records.put(id, rec);
+        }
+        if (config.namespaces.network !== "node") {
+          rec.netnsPath = await this.o.network.createNetns(id);
+          this.records.put(id, rec);
+          rec.networkUp = true; // persisted before ADD: a crash mid-ADD still gets its DEL
+          this.records.put(id, rec);
+          const { ips } = await this.o.network.setUp(rec, options);
+          rec.ip = ips[0] ?? "";
+          rec.additionalIps = ips.slice(1);
+        }
+        await writePodFiles(dir, { hostname: config.hostname, ip: rec.ip, dns: config.dns });
+        if (config.namespaces.pid === "pod") {
+          rec.infraId = id; // persisted before start: a crash mid-start still gets it removed
+          this.records.put(id, rec);
+          rec.infraPid = await this.o.infra.start(rec);
+        }
+        rec.state = "ready";
+        this.records.put(id, rec);
+        this.o.log.info({ sandboxId: id, pod: `${m.namespace}/${m.name}`, ip: rec.ip }, "sandbox ready");
+        return id;
+      } catch (err) {
+        await this.teardown(rec).catch((e) => this.o.log.error({ err: e, sandboxId: id }, "rollback failed"));
+        await rm(dir, { recursive: true, force: true }).catch(() => {});
+        this.records.delete(id);
+        this.names.delete(key);
+        throw wrap(err, `run pod sandbox ${m.namespace}/${m.name}`);
+      }
+    });
+  }
+
+  /** StopPodSandbox: stops every container and tears down networking. Idempotent. */
+  async stop(ref: string): Promise<void> {
+    const id = this.resolve(ref);
+    await this.containers?.stopAll(id);
+    await this.locks.run(id, async () => {
+      const rec = this.records.get(id);
+      if (!rec) return;
+      await this.teardown(rec, false);
+      rec.state = "notready";
+      this.records.put(id, rec);
+    });
+  }
+
+  /** RemovePodSandbox: removes its containers too. Absent sandboxes are fine (idempotent). */
+  async remove(ref: string): Promise<void> {
+    let id: string;
+    try {
+      id = this.resolve(ref);
+    } catch (err) {
+      if ((err as { kind?: string }).kind === "NotFound") return;
+      throw err;
+    }
+    await this.containers?.stopAll(id);
+    await this.containers?.removeAll(id);
+    await this.locks.run(id, async () => {
+      const rec = this.records.get(id);
+      if (!rec) return;
+      await this.teardown(rec);
+      await rm(rec.dir, { recursive: true, force: true });
+      this.records.delete(id);
+      if (this.names.get(nameKey(rec.config)) === id) this.names.delete(nameKey(rec.config));
+    });
+  }
+
+  /** IDs of infra containers, which the container runtime must keep across restarts. */
+  infraIds(): string[] {
+    return this.records
+      .list()
+      .map((r) => r.infraId)
+      .filter((id): id is string => id !== undefined);
+  }
+
+  /** The record of a sandbox by ID or unique prefix; NotFound otherwise. */
+  get(ref: string): SandboxRecord {
+    const rec = this.records.get(this.resolve(ref));
+    if (!rec) throw notFound(`pod sandbox ${ref}`);
+    return rec;
+  }
+
+  list(filter: SandboxFilter = {}): SandboxRecord[] {
+    let ids = this.records.ids();
+    if (filter.id) {
+      try {
+        const one = resolvePrefix(filter.id, ids);
+        ids = one ? [one] : [];
+      } catch {
+        ids = [];
+      }
+    }
+    return ids
+      .map((id) => this.records.get(id))
+      .filter((r): r is SandboxRecord => r !== undefined && r.state !== "creating")
+      .filter((r) => !filter.state || r.state === filter.state)
+      .filter((r) => matchLabels(r.config.labels, filter.labels));
+  }
+
+  /** Full ID from an ID or unique prefix; NotFound when none, InvalidArgument when ambiguous. */
+  resolve(ref: string): string {
+    if (!ref) throw invalidArgument("pod sandbox id is required");
+    try {
+      const id = resolvePrefix(ref, this.records.ids());
+      if (!id) throw notFound(`pod sandbox ${ref}`);
+      return id;
+    } catch (err) {
+      if (err instanceof AmbiguousPrefixError) throw invalidArgument(err.message);
+      throw err;
+    }
+  }
+
+  /**
+   * Undoes whatever of a sandbox exists: infra process, network, netns, pinned namespaces, shm.
+   * Every step is idempotent; `removing` also deletes the infra container's runtime state.
+   */
+  private async teardown(rec: SandboxRecord, removing = true): Promise<void> {
+    const errors: unknown[] = [];
+    const step = async (fn: () => Promise<void>) => {
+      try {
+        await fn();
+      } catch (err) {
+        errors.push(err);
+      }
+    };
+    if (rec.infraId) {
+      const infraId = rec.infraId;
+      await step(() => this.o.infra.stop(infraId));
+      if (removing) await step(() => this.o.infra.remove(infraId));
+    }
+    if (rec.networkUp) {
+      await step(async () => {
+        await this.o.network.tearDown(rec);
+        rec.networkUp = false;
+        this.records.put(rec.id, rec);
+      });
+    }
+    if (rec.netnsPath && !rec.networkUp) {
+      const path = rec.netnsPath;
+      await step(() => this.o.network.removeNetns(path));
+    }
+    await step(() => unmountIfMounted(join(rec.dir, "shm")));
+    if (rec.ipcPath) {
+      const p = rec.ipcPath;
+      await step(() => unpinNamespace(p));
+    }
+    if (rec.utsPath) {
+      const p = rec.utsPath;
+      await step(() => unpinNamespace(p));
+    }
+    if (errors.length > 0) throw wrap(errors[0], `tear down sandbox ${rec.id}`);
+  }
+}
+
+function nameKey(config: SandboxConfig): string {
+  const m = config.metadata;
+  return `${m.namespace}/${m.name}/${m.uid}/${m.attempt}`;
+}

@@ -1,0 +1,301 @@
+import { spawn } from "node:child_process";
+import { constants as fsc } from "node:fs";
+import { open, readFile, stat } from "node:fs/promises";
+import type { Duplex, Writable } from "node:stream";
+import { pipeline } from "node:stream/promises";
+import * as pty from "node-pty";
+import { failedPrecondition } from "../errdefs/index.js";
+import type { Logger } from "../log/index.js";
+import type { ContainerRuntime } from "../runtime/index.js";
+import type {
+  AttachRequest,
+  ExecRequest,
+  ExecResult,
+  PortForwardTarget,
+  StreamIO,
+  StreamingBackend,
+} from "../streaming/index.js";
+import type { ContainerManager } from "./containers.js";
+import type { SandboxManager } from "./sandboxes.js";
+
+export interface StreamingBackendOptions {
+  containers: ContainerManager;
+  sandboxes: SandboxManager;
+  runtime: ContainerRuntime;
+  log: Logger;
+  /** socat, for the attach socket (SOCK_SEQPACKET, which Node cannot open) and port-forward. */
+  socatPath?: string;
+  nsenterPath?: string;
+}
+
+/**
+ * The runtime side of kubectl/crictl exec, attach and port-forward.
+ *
+ * - exec: `runc exec` in the foreground, with the container's process settings (env, user,
+ *   capabilities, cgroup). With a TTY it runs inside a pseudo-terminal (node-pty), so runc
+ *   proxies the container's console and resizes reach it as SIGWINCH; without, plain pipes.
+ *   The exec'd process is killed (by the PID runc records) when the client goes away.
+ * - attach: output comes from the container's CRI log (conmon writes every byte there, with
+ *   the stream it came from), stdin goes to conmon's attach socket through socat, and resizes
+ *   to conmon's control FIFO. Detaching never stops the container.
+ * - port-forward: one `nsenter --net=<pod netns> socat STDIO TCP:localhost:<port>` per
+ *   connection, IPv4 first, then IPv6.
+ */
+export function createStreamingBackend(o: StreamingBackendOptions): StreamingBackend {
+  const socat = o.socatPath ?? "/usr/bin/socat";
+  const nsenter = o.nsenterPath ?? "/usr/bin/nsenter";
+
+  const runningContainer = (id: string) => {
+    const rec = o.containers.get(id);
+    if (rec.state !== "running") throw failedPrecondition(`container ${rec.id} is not running`);
+    return rec;
+  };
+
+  return {
+    async exec(req: ExecRequest, io: StreamIO): Promise<ExecResult> {
+      const rec = runningContainer(req.containerId);
+      const cmd = await o.runtime.prepareExec(rec.id, req.cmd, { tty: req.tty });
+      const killExec = async () => {
+        const pid = Number.parseInt(await readFile(cmd.pidFile, "utf8").catch(() => ""), 10);
+        if (pid > 0) {
+          try {
+            process.kill(pid, "SIGKILL");
+          } catch {
+            // already gone
+          }
+        }
+      };
+      try {
+        if (req.tty) return await execTty(cmd, io, killExec);
+        return await execPipes(cmd, io, killExec);
+      } finally {
+        await cmd.cleanup();
+      }
+    },
+
+    async attach(req: AttachRequest, io: StreamIO): Promise<void> {
+      const rec = runningContainer(req.containerId);
+      const done = new AbortController();
+      const signal = AbortSignal.any([io.signal, done.signal]);
+      const tasks: Promise<unknown>[] = [];
+      if (req.stdout || req.stderr) {
+        tasks.push(
+          followLog(rec.logPath, {
+            stdout: req.stdout ? io.stdout : undefined,
+            stderr: req.stderr ? io.stderr : undefined,
+            signal,
+          }),
+        );
+      }
+      if (req.tty) {
+        tasks.push(
+          (async () => {
+            for await (const size of io.resize) {
+              await writeCtl(o.runtime.ctlFifoPath(rec.id), `1 ${size.height} ${size.width}\n`).catch(() => {});
+            }
+          })(),
+        );
+      }
+      if (req.stdin && io.stdin && rec.config.stdin) {
+        const child = spawn(socat, ["-u", "STDIN", `UNIX-CONNECT:${o.runtime.attachSocketPath(rec.id)},type=5`], {
+          stdio: ["pipe", "ignore", "pipe"],
+        });
+        signal.addEventListener("abort", () => child.kill("SIGTERM"), { once: true });
+        const stdinDone = pipeline(io.stdin, child.stdin).catch(() => {});
+        tasks.push(stdinDone);
+        // A client that closes stdin has detached (kubectl attach -i ends this way).
+        void stdinDone.then(() => setTimeout(() => done.abort(), 100));
+      }
+      // The session lasts until the client goes away or the container exits.
+      const watchExit = (async () => {
+        while (!signal.aborted) {
+          if (o.containers.get(rec.id).state !== "running") {
+            // Let the log follower flush the container's last words.
+            await new Promise((r) => setTimeout(r, 200));
+            done.abort();
+            return;
+          }
+          await new Promise((r) => setTimeout(r, 200));
+        }
+      })();
+      await Promise.race([
+        watchExit,
+        new Promise<void>((r) => signal.addEventListener("abort", () => r(), { once: true })),
+      ]);
+      done.abort();
+      await Promise.allSettled(tasks);
+    },
+
+    async portForward(target: PortForwardTarget, stream: Duplex, options: { signal: AbortSignal }): Promise<void> {
+      const sb = o.sandboxes.get(target.podSandboxId);
+      if (sb.state !== "ready") throw failedPrecondition(`pod sandbox ${sb.id} is not ready`);
+      const netns = sb.netnsPath;
+      const argv = (addr: string) =>
+        netns
+          ? [nsenter, [`--net=${netns}`, "--", socat, "-d", "-d", "STDIO", addr]]
+          : [socat, ["-d", "-d", "STDIO", addr]];
+      for (const addr of [`TCP4:127.0.0.1:${target.port}`, `TCP6:[::1]:${target.port}`]) {
+        const [file, args] = argv(addr) as [string, string[]];
+        const result = await forwardOnce(file, args, stream, options.signal);
+        if (result !== "refused") return;
+      }
+      throw failedPrecondition(`port ${target.port} in pod ${sb.id}: connection refused`);
+    },
+  };
+}
+
+/** A prepared `runc exec`: argv, environment, the PID file runc writes, and cleanup of its temp files. */
+export interface PreparedExec {
+  file: string;
+  args: string[];
+  env: NodeJS.ProcessEnv;
+  pidFile: string;
+  cleanup(): Promise<void>;
+}
+
+async function execTty(cmd: PreparedExec, io: StreamIO, kill: () => Promise<void>): Promise<ExecResult> {
+  const p = pty.spawn(cmd.file, cmd.args, {
+    cols: 80,
+    rows: 24,
+    env: cmd.env as Record<string, string>,
+    name: "xterm",
+  });
+  const exited = new Promise<number>((resolve) => p.onExit((e) => resolve(e.signal ? 128 + e.signal : e.exitCode)));
+  p.onData((d) => io.stdout?.write(d));
+  io.stdin?.on("data", (b: Buffer) => p.write(b.toString("binary")));
+  io.stdin?.on("end", () => p.write("\x04"));
+  void (async () => {
+    for await (const s of io.resize) if (s.width > 0 && s.height > 0) p.resize(s.width, s.height);
+  })();
+  const onAbort = () => {
+    void kill();
+    p.kill("SIGKILL");
+  };
+  io.signal.addEventListener("abort", onAbort, { once: true });
+  try {
+    return { exitCode: await exited };
+  } finally {
+    io.signal.removeEventListener("abort", onAbort);
+  }
+}
+
+async function execPipes(cmd: PreparedExec, io: StreamIO, kill: () => Promise<void>): Promise<ExecResult> {
+  const child = spawn(cmd.file, cmd.args, { env: cmd.env, stdio: ["pipe", "pipe", "pipe"] });
+  const exited = new Promise<number>((resolve) =>
+    child.on("close", (code, sig) => resolve(code ?? (sig === "SIGKILL" ? 137 : 128 + 15))),
+  );
+  const onAbort = () => {
+    void kill();
+    child.kill("SIGKILL");
+  };
+  io.signal.addEventListener("abort", onAbort, { once: true });
+  const pumps: Promise<unknown>[] = [];
+  if (io.stdin) pumps.push(pipeline(io.stdin, child.stdin).catch(() => {}));
+  else child.stdin.end();
+  pumps.push(copyOut(child.stdout, io.stdout));
+  pumps.push(copyOut(child.stderr, io.stderr));
+  try {
+    const code = await exited;
+    await Promise.allSettled(pumps.slice(io.stdin ? 1 : 0));
+    return { exitCode: code };
+  } finally {
+    io.signal.removeEventListener("abort", onAbort);
+  }
+}
+
+/** Copies a child's output to the client without ending the client's stream (the server does that). */
+async function copyOut(from: NodeJS.ReadableStream, to: Writable | undefined): Promise<void> {
+  for await (const chunk of from) {
+    if (to && !to.destroyed && !to.write(chunk)) await new Promise((r) => to.once("drain", r));
+  }
+}
+
+async function writeCtl(path: string, msg: string): Promise<void> {
+  const fh = await open(path, fsc.O_WRONLY | fsc.O_NONBLOCK);
+  try {
+    await fh.write(msg);
+  } finally {
+    await fh.close();
+  }
+}
+
+/**
+ * Streams new records of a CRI log file to stdout/stderr from its current end until `signal`
+ * aborts, following rotation (a new file at the same path).
+ */
+async function followLog(
+  path: string,
+  o: { stdout: Writable | undefined; stderr: Writable | undefined; signal: AbortSignal },
+): Promise<void> {
+  let ino = -1;
+  let pos = 0;
+  try {
+    const st = await stat(path);
+    ino = st.ino;
+    pos = st.size;
+  } catch {
+    // no file yet: start from its beginning when it appears
+  }
+  let pending = "";
+  while (!o.signal.aborted) {
+    const st = await stat(path).catch(() => undefined);
+    if (st && st.ino !== ino) {
+      ino = st.ino;
+      pos = 0;
+      pending = "";
+    }
+    if (st && st.size > pos) {
+      const fh = await open(path, "r");
+      try {
+        const buf = Buffer.alloc(Math.min(st.size - pos, 1 << 20));
+        const { bytesRead } = await fh.read(buf, 0, buf.length, pos);
+        pos += bytesRead;
+        pending += buf.subarray(0, bytesRead).toString("utf8");
+      } finally {
+        await fh.close();
+      }
+      const lines = pending.split("\n");
+      pending = lines.pop() ?? "";
+      for (const line of lines) {
+        const m = /^\S+ (stdout|stderr) ([PF])(?::\S+)? (.*)$/.exec(line);
+        if (!m) continue;
+        const out = m[1] === "stderr" ? o.stderr : o.stdout;
+        out?.write(m[2] === "F" ? `${m[3]}\n` : (m[3] ?? ""));
+      }
+      continue;
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/**
+ * Runs one socat relay between `stream` and the pod. Returns "refused" when the connection
+ * was refused before any byte moved (so the caller may try the next address family).
+ */
+function forwardOnce(file: string, args: string[], stream: Duplex, signal: AbortSignal): Promise<"done" | "refused"> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(file, args, { stdio: ["pipe", "pipe", "pipe"] });
+    let connected = false;
+    let stderr = "";
+    const onAbort = () => child.kill("SIGKILL");
+    signal.addEventListener("abort", onAbort, { once: true });
+    child.stderr.on("data", (b: Buffer) => {
+      stderr += b.toString();
+      if (!connected && stderr.includes("starting data transfer loop")) {
+        connected = true;
+        // Only now read the client's bytes: a refused IPv4 attempt must not swallow them.
+        stream.pipe(child.stdin);
+        child.stdout.pipe(stream, { end: false });
+      }
+    });
+    child.on("error", reject);
+    child.on("close", (code) => {
+      signal.removeEventListener("abort", onAbort);
+      stream.unpipe(child.stdin);
+      if (!connected && /refused|Cannot assign|Network is unreachable/i.test(stderr)) return resolve("refused");
+      if (!connected && code !== 0)
+        return reject(new Error(`port-forward: ${stderr.trim().split("\n").pop() ?? "socat failed"}`));
+      resolve("done");
+    });
+  });
+}

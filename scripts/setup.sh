@@ -10,6 +10,8 @@ PACKAGES=(
   docker-registry                       # the local registry tests and the main job push images to
   busybox-static                        # the test and demo images are built from it
   zstd attr openssl apache2-utils       # zstd layers, overlay xattrs, test TLS certs, htpasswd
+  socat                                 # attach stdin (conmon's SOCK_SEQPACKET socket) and port-forward
+  g++ make python3                      # node-gyp builds better-sqlite3 and node-pty (no prebuilt downloads offline)
   ca-certificates
 )
 
@@ -33,7 +35,7 @@ fi
 
 # npm ci only when the lock file changed since the last install (it rebuilds better-sqlite3).
 stamp=node_modules/.berth-lock-hash
-want=$(sha256sum package-lock.json | cut -d' ' -f1)
+want=$(cat package.json package-lock.json | sha256sum | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   npm ci --no-audit --no-fund
   echo "$want" > "$stamp"

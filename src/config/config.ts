@@ -22,7 +22,10 @@ export interface Config {
   };
   cni: { conf_dir: string; bin_dirs: string[]; cache_dir: string; netns_dir: string; plugin_timeout_seconds: number };
   sandbox: {
-    /** Pause image; empty = berth's built-in sandbox (catatonit from the host, no image needed). */
+    /**
+     * Pause image; empty = berth's built-in sandbox: namespaces pinned without a process, plus
+     * catatonit from the host as PID 1 for pods that share one PID namespace. Only "" for now.
+     */
     image: string;
     /** Host binary run as the sandbox's infra process when `image` is empty. */
     infra_binary: string;
@@ -163,6 +166,8 @@ function check(c: Config, text: string, source: string): void {
     fail(where, ["streaming", "port"], "must be 0-65535");
   if (!Number.isInteger(c.registry.max_concurrent_downloads) || c.registry.max_concurrent_downloads < 1)
     fail(where, ["registry", "max_concurrent_downloads"], "must be a positive integer");
+  // TODO(#4): run the infra process from a pause image; until then refuse rather than ignore it.
+  if (c.sandbox.image !== "") fail(where, ["sandbox", "image"], "pause images are not supported yet: leave it empty for berth's built-in sandbox");
   for (const [name, h] of Object.entries(c.runtime.handlers)) {
     if (!h.path) fail(where, ["runtime", "handlers", name, "path"], "must be set");
   }

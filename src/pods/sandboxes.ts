@@ -3,7 +3,7 @@ import { join } from "node:path";
 import { alreadyExists, invalidArgument, notFound, wrap } from "../errdefs/index.js";
 import type { Logger } from "../log/index.js";
 import type { Collection } from "../store/index.js";
-import { ensurePrivateMount, mountTmpfs, pinNamespaces, unmountIfMounted, unpinNamespace } from "../sys/index.js";
+import { ensurePrivateMount, isPinnedNamespace, mountTmpfs, pinNamespaces, unmountIfMounted, unpinNamespace } from "../sys/index.js";
 import { AmbiguousPrefixError, KeyedMutex, newId, resolvePrefix } from "../util/index.js";
 import { writePodFiles } from "./files.js";
 import { matchLabels } from "./filters.js";
@@ -76,13 +76,28 @@ export class SandboxManager {
     for (const rec of this.records.list()) {
       if (rec.state === "creating") {
         this.o.log.warn({ sandboxId: rec.id }, "undoing a sandbox whose creation was interrupted");
-        await this.teardown(rec).catch((err) => this.o.log.error({ err, sandboxId: rec.id }, "undo failed"));
+        await this.teardown(rec, { forgetting: true }).catch((err) =>
+          this.o.log.error({ err, sandboxId: rec.id }, "undo failed"),
+        );
         await rm(rec.dir, { recursive: true, force: true });
         this.records.delete(rec.id);
         continue;
       }
       this.names.set(nameKey(rec.config), rec.id);
+      // After a reboot the pinned namespaces (on tmpfs) are gone: the pod cannot be ready.
+      if (rec.state === "ready" && !(await this.namespacesIntact(rec))) {
+        this.o.log.warn({ sandboxId: rec.id }, "sandbox namespaces are gone; marking it not ready");
+        rec.state = "notready";
+        this.records.put(rec.id, rec);
+      }
     }
+  }
+
+  private async namespacesIntact(rec: SandboxRecord): Promise<boolean> {
+    for (const p of [rec.netnsPath, rec.ipcPath, rec.utsPath]) {
+      if (p && !(await isPinnedNamespace(p))) return false;
+    }
+    return true;
   }
 
   /** RunPodSandbox: returns the new sandbox's ID once it is ready. */
@@ -147,7 +162,9 @@ export class SandboxManager {
         this.o.log.info({ sandboxId: id, pod: `${m.namespace}/${m.name}`, ip: rec.ip }, "sandbox ready");
         return id;
       } catch (err) {
-        await this.teardown(rec).catch((e) => this.o.log.error({ err: e, sandboxId: id }, "rollback failed"));
+        await this.teardown(rec, { forgetting: true }).catch((e) =>
+          this.o.log.error({ err: e, sandboxId: id }, "rollback failed"),
+        );
         await rm(dir, { recursive: true, force: true }).catch(() => {});
         this.records.delete(id);
         this.names.delete(key);
@@ -163,7 +180,7 @@ export class SandboxManager {
     await this.locks.run(id, async () => {
       const rec = this.records.get(id);
       if (!rec) return;
-      await this.teardown(rec, false);
+      await this.teardown(rec, { removing: false });
       rec.state = "notready";
       this.records.put(id, rec);
     });
@@ -238,8 +255,14 @@ export class SandboxManager {
   /**
    * Undoes whatever of a sandbox exists: infra process, network, netns, pinned namespaces, shm.
    * Every step is idempotent; `removing` also deletes the infra container's runtime state.
+   * The netns stays while the network teardown fails, so a retried Stop/Remove can still DEL
+   * inside it; with `forgetting` (the record is deleted whatever happens: a failed RunPodSandbox,
+   * an interrupted one undone at start-up) nothing would retry, so it goes regardless.
    */
-  private async teardown(rec: SandboxRecord, removing = true): Promise<void> {
+  private async teardown(
+    rec: SandboxRecord,
+    { removing = true, forgetting = false }: { removing?: boolean; forgetting?: boolean } = {},
+  ): Promise<void> {
     const errors: unknown[] = [];
     const step = async (fn: () => Promise<void>) => {
       try {
@@ -260,7 +283,7 @@ export class SandboxManager {
         this.records.put(rec.id, rec);
       });
     }
-    if (rec.netnsPath && !rec.networkUp) {
+    if (rec.netnsPath && (!rec.networkUp || forgetting)) {
       const path = rec.netnsPath;
       await step(() => this.o.network.removeNetns(path));
     }

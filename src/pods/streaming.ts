@@ -1,4 +1,4 @@
-import { spawn } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
 import { constants as fsc } from "node:fs";
 import { open, readFile, stat } from "node:fs/promises";
 import type { Duplex, Writable } from "node:stream";
@@ -14,6 +14,7 @@ import type {
   PortForwardTarget,
   StreamIO,
   StreamingBackend,
+  TerminalSize,
 } from "../streaming/index.js";
 import type { ContainerManager } from "./containers.js";
 import type { SandboxManager } from "./sandboxes.js";
@@ -54,7 +55,13 @@ export function createStreamingBackend(o: StreamingBackendOptions): StreamingBac
   return {
     async exec(req: ExecRequest, io: StreamIO): Promise<ExecResult> {
       const rec = runningContainer(req.containerId);
-      const cmd = await o.runtime.prepareExec(rec.id, req.cmd, { tty: req.tty });
+      // kubectl and crictl send the terminal's size right after connecting; start at that size.
+      const resizes = io.resize[Symbol.asyncIterator]();
+      const first = req.tty ? await firstResize(resizes, 500) : undefined;
+      const cmd = await o.runtime.prepareExec(rec.id, req.cmd, {
+        tty: req.tty,
+        ...(first ? { consoleSize: first } : {}),
+      });
       const killExec = async () => {
         const pid = Number.parseInt(await readFile(cmd.pidFile, "utf8").catch(() => ""), 10);
         if (pid > 0) {
@@ -66,7 +73,7 @@ export function createStreamingBackend(o: StreamingBackendOptions): StreamingBac
         }
       };
       try {
-        if (req.tty) return await execTty(cmd, io, killExec);
+        if (req.tty) return await execTty(cmd, io, resizes, first, killExec);
         return await execPipes(cmd, io, killExec);
       } finally {
         await cmd.cleanup();
@@ -153,19 +160,51 @@ export interface PreparedExec {
   cleanup(): Promise<void>;
 }
 
-async function execTty(cmd: PreparedExec, io: StreamIO, kill: () => Promise<void>): Promise<ExecResult> {
+/** The first terminal size the client sends, or undefined if none comes within `ms`. */
+async function firstResize(it: AsyncIterator<TerminalSize>, ms: number): Promise<TerminalSize | undefined> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<undefined>((r) => {
+    timer = setTimeout(() => r(undefined), ms);
+  });
+  const next = it.next().then((r) => (r.done ? undefined : r.value));
+  const size = await Promise.race([next, timeout]);
+  clearTimeout(timer);
+  return size && size.width > 0 && size.height > 0 ? size : undefined;
+}
+
+async function execTty(
+  cmd: PreparedExec,
+  io: StreamIO,
+  resizes: AsyncIterator<TerminalSize>,
+  first: TerminalSize | undefined,
+  kill: () => Promise<void>,
+): Promise<ExecResult> {
+  // runc, in the foreground, puts our side of the terminal in raw mode and copies its size to
+  // the container's console on start and on every SIGWINCH that p.resize() causes.
   const p = pty.spawn(cmd.file, cmd.args, {
-    cols: 80,
-    rows: 24,
+    cols: first?.width ?? 80,
+    rows: first?.height ?? 24,
     env: cmd.env as Record<string, string>,
     name: "xterm",
   });
   const exited = new Promise<number>((resolve) => p.onExit((e) => resolve(e.signal ? 128 + e.signal : e.exitCode)));
+  // Raw from the start: output the container writes before runc switches our side to raw
+  // mode would otherwise get a second CR per line from this terminal's own line discipline.
+  try {
+    execFileSync("stty", ["-F", (p as unknown as { ptsName: string }).ptsName, "raw", "-echo"], { stdio: "ignore" });
+  } catch {
+    // cosmetic only
+  }
   p.onData((d) => io.stdout?.write(d));
-  io.stdin?.on("data", (b: Buffer) => p.write(b.toString("binary")));
-  io.stdin?.on("end", () => p.write("\x04"));
+  io.stdin?.on("data", (b: Buffer) => {
+    if (b.length > 0) p.write(b.toString("binary"));
+  });
+  // stdin closing is EOF for a terminal: send the EOF character, as a closing terminal would.
+  // A terminal has no half-close: when the client's stdin ends we just stop writing, as containerd does.
   void (async () => {
-    for await (const s of io.resize) if (s.width > 0 && s.height > 0) p.resize(s.width, s.height);
+    for (let r = await resizes.next(); !r.done; r = await resizes.next()) {
+      if (r.value.width > 0 && r.value.height > 0) p.resize(r.value.width, r.value.height);
+    }
   })();
   const onAbort = () => {
     void kill();

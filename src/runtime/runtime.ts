@@ -408,7 +408,7 @@ export class ContainerRuntime {
   async prepareExec(
     id: string,
     cmd: readonly string[],
-    options: { tty: boolean },
+    options: { tty: boolean; consoleSize?: { width: number; height: number } },
   ): Promise<{ file: string; args: string[]; env: NodeJS.ProcessEnv; pidFile: string; cleanup(): Promise<void> }> {
     const { runc, env } = await this.handlerOf(id);
     const p = this.layout.container(id);
@@ -417,6 +417,9 @@ export class ContainerRuntime {
     if (cmd.length === 0) throw new RuntimeError("InvalidArgument", `exec in container ${id}: empty command`);
     const proc: Process = { ...spec.process, args: [...cmd], terminal: options.tty };
     delete proc.consoleSize;
+    // The terminal has the client's size from the first byte, not 0x0 until a resize arrives.
+    if (options.tty && options.consoleSize)
+      proc.consoleSize = { width: options.consoleSize.width, height: options.consoleSize.height };
     const dir = await mkdtemp(join(this.layout.exec, `${id.slice(0, 12)}-`));
     const processPath = join(dir, "process.json");
     const pidFile = join(dir, "pidfile");

@@ -16,6 +16,7 @@ import {
 } from "./container.js";
 import type { CriContext } from "./context.js";
 import { edgeInterceptor, toConnectError } from "./errors.js";
+import { getContainerEvents } from "./events.js";
 import { imageFsInfo, imageStatus, listImages, pullImage, removeImage } from "./image.js";
 import { listPodSandbox, podSandboxStatus, removePodSandbox, runPodSandbox, stopPodSandbox } from "./pod-sandbox.js";
 import { runtimeConfig } from "./runtime-config.js";
@@ -49,6 +50,7 @@ function runtimeServiceImpl(ctx: CriContext): Partial<ServiceImpl<typeof Runtime
     exec: (req) => exec(ctx, req),
     attach: (req) => attach(ctx, req),
     portForward: (req) => portForward(ctx, req),
+    getContainerEvents: (_req, hc) => getContainerEvents(ctx, hc.signal),
     containerStats: (req) => containerStats(ctx, req),
     listContainerStats: (req) => listContainerStats(ctx, req),
   };

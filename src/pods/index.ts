@@ -5,6 +5,7 @@ export {
   ContainerManager,
   type ContainerManagerOptions,
   type ContainerRootfs,
+  type ContainerEvent,
   type ContainerStatsRecord,
 } from "./containers.js";
 export { hostsFile, resolvConf } from "./files.js";

@@ -59,6 +59,9 @@ export function runUnchecked(
       env: options.env ?? process.env,
       cwd: options.cwd,
       stdio: ["pipe", "pipe", "pipe"],
+      // Its own process group, so a timeout or abort also kills what it forked (a CNI plugin's
+      // helpers would otherwise hold our pipes open and outlive the call).
+      detached: true,
     });
     const out: Buffer[] = [];
     const err: Buffer[] = [];
@@ -75,7 +78,14 @@ export function runUnchecked(
     });
     const kill = (why: RuntimeError) => {
       failure ??= why;
-      child.kill("SIGKILL");
+      try {
+        if (child.pid !== undefined) process.kill(-child.pid, "SIGKILL");
+      } catch {
+        child.kill("SIGKILL");
+      }
+      // Grandchildren that escaped the group may still hold the pipes: stop waiting on them.
+      child.stdout.destroy();
+      child.stderr.destroy();
     };
     const timer =
       options.timeoutMs !== undefined

@@ -32,6 +32,7 @@ const IMPLEMENTED = new Set([
   "PortForward",
   "ContainerStats",
   "ListContainerStats",
+  "GetContainerEvents",
   "ListImages",
   "ImageStatus",
   "PullImage",

@@ -41,6 +41,15 @@ export interface ContainerRootfs {
   usage(containerId: string): Promise<{ bytes: number; inodes: number; mountpoint: string } | undefined>;
 }
 
+/** A container lifecycle event (CRI GetContainerEvents). */
+export interface ContainerEvent {
+  type: "created" | "started" | "stopped" | "deleted";
+  containerId: string;
+  sandboxId: string;
+  /** Nanoseconds since the epoch. */
+  at: string;
+}
+
 /** Resource usage of one container (ContainerStats). */
 export interface ContainerStatsRecord {
   record: ContainerRecord;
@@ -78,6 +87,7 @@ export class ContainerManager {
   /** "sandboxId/name/attempt" -> container ID. */
   private readonly names = new Map<string, string>();
   private readonly unsubscribe: () => void;
+  private readonly listeners = new Set<(e: ContainerEvent) => void>();
   /** Previous CPU sample per container, for usage_nano_cores. */
   private readonly cpuSamples = new Map<string, { at: bigint; cpu: bigint }>();
 
@@ -87,6 +97,24 @@ export class ContainerManager {
 
   close(): void {
     this.unsubscribe();
+    this.listeners.clear();
+  }
+
+  /** Calls `cb` for every container event from now on; returns the unsubscribe function. */
+  onEvent(cb: (e: ContainerEvent) => void): () => void {
+    this.listeners.add(cb);
+    return () => this.listeners.delete(cb);
+  }
+
+  private emit(type: ContainerEvent["type"], rec: ContainerRecord): void {
+    const e: ContainerEvent = { type, containerId: rec.id, sandboxId: rec.sandboxId, at: nowNs() };
+    for (const cb of this.listeners) {
+      try {
+        cb(e);
+      } catch (err) {
+        this.o.log.error({ err }, "container event listener failed");
+      }
+    }
   }
 
   /** Reconciles records with what runc and conmon report after a daemon restart. */
@@ -206,6 +234,7 @@ export class ContainerManager {
         rec.pid = created.pid;
         rec.state = "created";
         this.o.records.put(id, rec);
+        this.emit("created", rec);
         return id;
       } catch (err) {
         await this.o.runtime.delete(id).catch(() => {});
@@ -225,13 +254,16 @@ export class ContainerManager {
     await this.locks.run(id, async () => {
       const rec = this.mustGet(id);
       if (rec.state !== "created") throw failedPrecondition(`container ${id} is ${rec.state}, not created`);
+      // Taken before `runc start`: a quick process can exit, with conmon recording the time, before runc returns.
+      const startedAt = nowNs();
       await this.o.runtime.start(id);
       rec.state = "running";
-      rec.startedAt = nowNs();
+      rec.startedAt = startedAt;
       // The exit watcher may already have recorded a quick exit; keep it.
       const latest = this.o.records.get(id);
       if (latest?.state === "exited") return;
       this.o.records.put(id, rec);
+      this.emit("started", rec);
     });
   }
 
@@ -262,6 +294,7 @@ export class ContainerManager {
       await this.o.rootfs.release(id);
       this.o.records.delete(id);
       this.cpuSamples.delete(id);
+      this.emit("deleted", rec);
       if (this.names.get(nameKey(rec.sandboxId, rec.config)) === id)
         this.names.delete(nameKey(rec.sandboxId, rec.config));
     });
@@ -339,7 +372,12 @@ export class ContainerManager {
     await this.o.runtime.updateResources(rec.id, linuxResources(resources));
     await this.locks.run(rec.id, async () => {
       const latest = this.mustGet(rec.id);
-      latest.config.resources = { ...latest.config.resources, ...resources };
+      // Zero and empty fields mean "unset" (linuxResources leaves them out, so the cgroup keeps its value):
+      // keep the recorded value for those so ContainerStatus reports what the cgroup has.
+      const given = Object.entries(resources).filter(
+        ([, v]) => v !== undefined && v !== 0 && v !== "" && !isEmptyObject(v),
+      );
+      latest.config.resources = { ...latest.config.resources, ...Object.fromEntries(given) };
       this.o.records.put(rec.id, latest);
     });
   }
@@ -426,8 +464,13 @@ export class ContainerManager {
     latest.reason = exit.oomKilled ? "OOMKilled" : exit.exitCode === 0 ? "Completed" : "Error";
     latest.message = message;
     this.o.records.put(latest.id, latest);
+    this.emit("stopped", latest);
     this.o.log.info({ containerId: latest.id, exitCode: exit.exitCode, reason: latest.reason }, "container exited");
   }
+}
+
+function isEmptyObject(v: unknown): boolean {
+  return typeof v === "object" && v !== null && Object.keys(v).length === 0;
 }
 
 function nameKey(sandboxId: string, config: ContainerConfig): string {

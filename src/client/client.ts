@@ -1,6 +1,7 @@
 import { connect as netConnect } from "node:net";
 import { type Client, createClient } from "@connectrpc/connect";
 import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
+import { Images } from "../api/gen/berth/v1/images_pb.js";
 import { ImageService, RuntimeService } from "../api/gen/runtime/v1/api_pb.js";
 
 /** berthd's default socket. */
@@ -22,6 +23,8 @@ export interface CriClientOptions {
 export interface CriClient {
   readonly runtime: Client<typeof RuntimeService>;
   readonly image: Client<typeof ImageService>;
+  /** berth's own extensions (pull with progress); other runtimes answer Unimplemented. */
+  readonly berth: { images: Client<typeof Images> };
   readonly socket: string;
   close(): void;
 }
@@ -45,6 +48,7 @@ export function createCriClient(options: CriClientOptions = {}): CriClient {
   return {
     runtime: createClient(RuntimeService, transport),
     image: createClient(ImageService, transport),
+    berth: { images: createClient(Images, transport) },
     socket,
     close: () => sessionManager.abort(),
   };

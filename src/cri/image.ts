@@ -10,7 +10,7 @@ import type {
   RemoveImageRequest,
 } from "../api/gen/runtime/v1/api_pb.js";
 import { invalidArgument } from "../errdefs/index.js";
-import type { ImageRecord } from "../images/index.js";
+import type { ImageRecord, LayerProgress } from "../images/index.js";
 import type { CriContext } from "./context.js";
 
 // The ImageService RPCs: thin conversions around src/images.
@@ -31,7 +31,12 @@ export function toImage(r: ImageRecord): MessageInitShape<typeof ImageSchema> {
   };
 }
 
-export async function pullImage(ctx: CriContext, req: PullImageRequest, signal: AbortSignal) {
+export async function pullImage(
+  ctx: CriContext,
+  req: Pick<PullImageRequest, "image" | "auth">,
+  signal: AbortSignal,
+  onProgress?: (p: LayerProgress) => void,
+) {
   const ref = req.image?.image;
   if (!ref) throw invalidArgument("image reference is required");
   const a = req.auth;
@@ -45,7 +50,11 @@ export async function pullImage(ctx: CriContext, req: PullImageRequest, signal: 
         ...(a.registryToken ? { registryToken: a.registryToken } : {}),
       }
     : undefined;
-  const image = await ctx.images.pull(ref, { signal, ...(auth ? { auth } : {}) });
+  const image = await ctx.images.pull(ref, {
+    signal,
+    ...(auth ? { auth } : {}),
+    ...(onProgress ? { onProgress } : {}),
+  });
   return { imageRef: image.id };
 }
 

@@ -1,8 +1,10 @@
 import type { DescService } from "@bufbuild/protobuf";
 import type { ConnectRouter, ServiceImpl } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
+import { Images } from "../api/gen/berth/v1/images_pb.js";
 import { ImageService, RuntimeService } from "../api/gen/runtime/v1/api_pb.js";
 import { unimplemented } from "../errdefs/index.js";
+import { berthPull } from "./berth-pull.js";
 import {
   containerStatus,
   createContainer,
@@ -50,7 +52,7 @@ function runtimeServiceImpl(ctx: CriContext): Partial<ServiceImpl<typeof Runtime
     exec: (req) => exec(ctx, req),
     attach: (req) => attach(ctx, req),
     portForward: (req) => portForward(ctx, req),
-    getContainerEvents: (_req, hc) => getContainerEvents(ctx, hc.signal),
+    getContainerEvents: (_req, hc) => mapStreamErrors(getContainerEvents(ctx, hc.signal)),
     containerStats: (req) => containerStats(ctx, req),
     listContainerStats: (req) => listContainerStats(ctx, req),
   };
@@ -90,11 +92,21 @@ function complete<S extends DescService>(service: S, impl: Partial<ServiceImpl<S
   return full as ServiceImpl<S>;
 }
 
-/** Registers both CRI services on a router. */
+/** Re-throws a stream's errors as gRPC statuses (stream errors bypass the unary interceptor path). */
+async function* mapStreamErrors<T>(source: AsyncIterable<T>): AsyncGenerator<T> {
+  try {
+    yield* source;
+  } catch (err) {
+    throw toConnectError(err);
+  }
+}
+
+/** Registers both CRI services, and berth's own extension API, on a router. */
 export function criRoutes(ctx: CriContext): (router: ConnectRouter) => void {
   return (router) => {
     router.service(RuntimeService, complete(RuntimeService, runtimeServiceImpl(ctx)));
     router.service(ImageService, complete(ImageService, imageServiceImpl(ctx)));
+    router.service(Images, { pull: (req, hc) => mapStreamErrors(berthPull(ctx, req, hc.signal)) });
   };
 }
 

@@ -1,19 +1,13 @@
 /**
  * The Kubernetes streaming server for Exec, Attach and PortForward over SPDY/3.1 and WebSocket.
- * The CRI adapter calls `prepareExec`/`prepareAttach`/`preparePortForward` and returns the URL; the
- * daemon constructs the server with a `StreamingBackend` that runs the processes and dials pod ports.
- * Test clients for both protocols live in `./testing/index.ts`.
+ *
+ * The CRI adapter validates and caches a request with `prepareExec`/`prepareAttach`/
+ * `preparePortForward` and returns the URL; the daemon constructs the server with a
+ * `StreamingBackend` that runs processes and dials pod ports, `listen()`s, and `close()`s it at
+ * shutdown. Test clients for both protocols (and a kubectl harness) are in `./testing/index.ts`.
  */
-export { ACCEPTED_PROTOCOLS_HEADER, PROTOCOL_HEADER } from "./handshake.js";
 export { PORT_FORWARD_SPDY_PROTOCOLS } from "./portforward.js";
-export {
-  decodeResizeEvents,
-  exitStatus,
-  internalErrorStatus,
-  type KubeStatus,
-  REMOTE_COMMAND_SPDY_PROTOCOLS,
-  successStatus,
-} from "./remotecommand.js";
+export { type KubeStatus, REMOTE_COMMAND_SPDY_PROTOCOLS } from "./remotecommand.js";
 export { RequestCache, type RequestCacheOptions } from "./request-cache.js";
 export { type CachedRequest, StreamingServer, type StreamingServerOptions, type StreamKind } from "./server.js";
 export type {

@@ -15,8 +15,7 @@
  * per port, for the life of the WebSocket.
  */
 
-import type { Duplex } from "node:stream";
-import { Duplex as DuplexStream } from "node:stream";
+import { Duplex } from "node:stream";
 import { finished } from "node:stream/promises";
 import type { WebSocket } from "ws";
 import { messageOf } from "../errdefs/index.js";
@@ -182,7 +181,7 @@ export function serveWebSocketPortForward(ws: WebSocket, options: WebSocketPortF
     portBytes.writeUInt16LE(port);
     void conn.send(dataChannel, portBytes);
     void conn.send(errorChannel, portBytes);
-    const stream = DuplexStream.from({ readable: incoming, writable: outgoing });
+    const stream = Duplex.from({ readable: incoming, writable: outgoing });
     return (async () => {
       try {
         await options.backend.portForward({ podSandboxId: options.podSandboxId, port }, stream, {

@@ -79,6 +79,9 @@ export interface StreamingServerOptions {
 /** The WebSocket subprotocol of SPDY-tunnelled port-forward. */
 const SPDY_TUNNEL_PROTOCOL = `SPDY/3.1+${PORT_FORWARD_SPDY_PROTOCOLS[0]}`;
 
+// How long close() waits for backend calls to return after aborting them.
+const CLOSE_WAIT_MS = 10_000;
+
 const ROUTE = /^\/(exec|attach|portforward)\/([A-Za-z0-9_-]+)$/;
 
 /**
@@ -100,6 +103,7 @@ export class StreamingServer {
   readonly #upgraded = new Set<Duplex>();
   // The subprotocol chosen before handing a request to ws, read back by its handleProtocols hook.
   readonly #chosenProtocol = new WeakMap<IncomingMessage, string>();
+  readonly #tunnelled = new WeakSet<IncomingMessage>();
   #base: URL | undefined;
   #basePath = "/";
   #closing: Promise<void> | undefined;
@@ -125,6 +129,9 @@ export class StreamingServer {
       clientTracking: false,
       perMessageDeflate: false,
       handleProtocols: (_offered, req) => this.#chosenProtocol.get(req) ?? false,
+    });
+    this.#wss.on("headers", (headers: string[], req: IncomingMessage) => {
+      if (this.#tunnelled.has(req)) headers.push(`Sec-WebSocket-Protocol: ${SPDY_TUNNEL_PROTOCOL}`);
     });
   }
 
@@ -189,14 +196,28 @@ export class StreamingServer {
     return this.url("portforward", this.#cache.insert({ kind: "portforward", request }));
   }
 
-  /** Stops listening and drops every session; resolves when they and their backend calls are done. */
+  /**
+   * Stops listening and drops every session; resolves when they and their backend calls are done
+   * (or, for a backend that ignores its abort signal, after 10 s with a warning).
+   */
   close(): Promise<void> {
     this.#closing ??= (async () => {
       const stopped = new Promise<void>((resolve) => this.#http.close(() => resolve()));
       this.#http.closeAllConnections();
       const sessions = [...this.#sessions];
       for (const s of sessions) s.terminate();
-      await Promise.all(sessions.map((s) => s.done));
+      // Backends must settle soon after their signal aborts; one that does not must not hang the
+      // daemon's shutdown.
+      let timer: NodeJS.Timeout | undefined;
+      const settled = await Promise.race([
+        Promise.all(sessions.map((s) => s.done)).then(() => true),
+        new Promise<false>((resolve) => {
+          timer = setTimeout(() => resolve(false), CLOSE_WAIT_MS);
+        }),
+      ]);
+      clearTimeout(timer);
+      if (!settled)
+        this.#log.warn({ sessions: this.#sessions.size }, "streaming: backend calls still running at close");
       for (const socket of this.#upgraded) socket.destroy();
       this.#wss.close();
       await stopped;
@@ -347,7 +368,10 @@ export class StreamingServer {
    * kubelet normally unwraps this before the runtime; serving it here too costs one stream adapter.
    */
   #tunnelSpdy(req: IncomingMessage, socket: Duplex, head: Buffer, request: PortForwardRequest): void {
-    this.#chosenProtocol.set(req, SPDY_TUNNEL_PROTOCOL);
+    // "/" is not a token character, so ws rejects this subprotocol (400). Hide it from ws and add
+    // it to the 101 response ourselves ("headers" hook); gorilla/websocket, on the client, accepts it.
+    delete req.headers["sec-websocket-protocol"];
+    this.#tunnelled.add(req);
     this.#wss.handleUpgrade(req, socket, head, (ws: WebSocket) => {
       if (this.#closing !== undefined) {
         ws.terminate();

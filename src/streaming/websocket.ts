@@ -139,11 +139,9 @@ export class ChannelConn {
   readable(channel: number): Readable {
     const existing = this.#readers.get(channel);
     if (existing !== undefined) return existing;
-    const reader = new Readable({
-      read: () => {
-        if (this.#full.delete(channel) && this.#full.size === 0 && !this.signal.aborted) this.#ws.resume();
-      },
-    });
+    const reader = new Readable({ read: () => this.#drained(channel) });
+    // A reader destroyed while full (its session ended) must not keep the socket paused.
+    reader.once("close", () => this.#drained(channel));
     if (this.signal.aborted) reader.push(null);
     else this.#readers.set(channel, reader);
     return reader;
@@ -214,6 +212,11 @@ export class ChannelConn {
     if (reader === undefined) return;
     this.#readers.delete(channel);
     if (!reader.destroyed) reader.push(null);
+    this.#drained(channel);
+  }
+
+  /** `channel` no longer holds the socket back; resume it when no channel does. */
+  #drained(channel: number): void {
     if (this.#full.delete(channel) && this.#full.size === 0 && !this.signal.aborted) this.#ws.resume();
   }
 

@@ -420,6 +420,8 @@ class ZlibContext {
   #outLength = 0;
   #chain: Promise<unknown> = Promise.resolve();
   #failure: Error | undefined;
+  // The operation in flight: a zlib error or close() settles it, since no flush callback follows.
+  #pendingReject: ((err: Error) => void) | undefined;
 
   constructor(z: Deflate | Inflate) {
     this.#z = z;
@@ -428,9 +430,7 @@ class ZlibContext {
       // Past the limit the block is rejected anyway; stop holding on to its bytes.
       if (this.#outLength <= MAX_HEADER_BLOCK) this.#out.push(chunk);
     });
-    z.on("error", (err: Error) => {
-      this.#failure ??= err;
-    });
+    z.on("error", (err: Error) => this.#fail(err));
   }
 
   /** Feeds `input` and returns everything produced up to a Z_SYNC_FLUSH. */
@@ -446,10 +446,12 @@ class ZlibContext {
         reject(this.#failure);
         return;
       }
+      this.#pendingReject = reject;
       this.#out = [];
       this.#outLength = 0;
       this.#z.write(input);
       this.#z.flush(constants.Z_SYNC_FLUSH, () => {
+        this.#pendingReject = undefined;
         if (this.#failure) reject(this.#failure);
         else if (this.#outLength > MAX_HEADER_BLOCK) reject(new SpdyProtocolError("header block too large"));
         else resolve(Buffer.concat(this.#out, this.#outLength));
@@ -457,7 +459,14 @@ class ZlibContext {
     });
   }
 
+  #fail(err: Error): void {
+    this.#failure ??= err;
+    this.#pendingReject?.(this.#failure);
+    this.#pendingReject = undefined;
+  }
+
   close(): void {
+    this.#fail(new Error("zlib context closed"));
     this.#z.close();
   }
 }

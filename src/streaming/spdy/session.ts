@@ -13,11 +13,12 @@
  * only its own stream. When sending we respect the peer's windows, with one exception we must make:
  * moby/spdystream, the library behind kubectl, the kubelet and crictl, implements no flow control at
  * all. It never sends WINDOW_UPDATE and ignores ours, so enforcing its windows would stall every
- * session after 64 KiB of output. A peer that sends SETTINGS or WINDOW_UPDATE is flow-controlled;
- * when a send blocks on a window and the peer has sent neither, we PING it, and if the reply comes
- * back still without either, we stop enforcing its windows for the rest of the session. Such a
- * peer may also overrun our windows; we accept the data and, past a hard per-stream buffer limit,
- * stop reading the socket until that stream drains (which is what spdystream itself does).
+ * session after 64 KiB of output. So a peer that sends SETTINGS or WINDOW_UPDATE is flow-controlled;
+ * one that overruns a window we granted is not, and we stop enforcing its windows at once; and when
+ * a send blocks on a window of a peer that has shown neither, we PING it: a reply that comes back
+ * still without a WINDOW_UPDATE means no flow control, for the rest of the session. Overrunning
+ * data is accepted; past a hard per-stream buffer limit we stop reading the socket until that
+ * stream drains (which is what spdystream itself does).
  */
 
 import { performance } from "node:perf_hooks";
@@ -84,13 +85,13 @@ export interface SpdySessionStats {
   framesSent: number;
 }
 
-/** Thrown by `stream.reply` when the peer resets a stream we opened. */
+/** Rejects `stream.reply` when a stream we opened is refused or reset before the peer accepted it. */
 export class SpdyStreamResetError extends Error {
   constructor(
     readonly streamId: number,
     readonly status: number,
   ) {
-    super(`spdy: stream ${streamId} reset by peer (status ${status})`);
+    super(`spdy: stream ${streamId} reset (status ${status})`);
     this.name = "SpdyStreamResetError";
   }
 }
@@ -113,9 +114,10 @@ interface StreamLink {
 
 /**
  * One SPDY stream. Reading ends at the peer's FIN; `end()` sends ours. Destroying a stream that is
- * still open resets it (RST_STREAM CANCEL). Streams are destroyed without an error when the peer
- * resets them or the session ends, so a pipeline into or out of one fails with a premature close
- * rather than an unhandled 'error' event.
+ * still open resets it (RST_STREAM CANCEL); note that a plain `for await` destroys a Duplex when it
+ * ends, so read with `stream.iterator({ destroyOnReturn: false })` to keep writing afterwards.
+ * Streams are destroyed without an error when the peer resets them or the session ends, so a
+ * pipeline into or out of one fails with a premature close rather than an unhandled 'error' event.
  */
 export class SpdyStream extends Duplex {
   /** The stream id: odd when opened by the client, even when opened by the server. */
@@ -150,8 +152,17 @@ export class SpdyStream extends Duplex {
     this.#link.reset(status);
   }
 
+  // Window credit follows consumption. _read cannot tell us (Node calls it before taking the chunk
+  // out of the buffer, and not again until the next push), so watch read(), which both paused
+  // readers and pipe/flowing mode go through; chunks emitted straight from push() are counted there.
+  override read(size?: number): Buffer | null {
+    const chunk = super.read(size) as Buffer | null;
+    if (chunk !== null) this.#link.consumed();
+    return chunk;
+  }
+
   override _read(): void {
-    this.#link.consumed();
+    // Data arrives with frames; nothing to fetch.
   }
 
   override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
@@ -228,6 +239,7 @@ export class SpdySession {
   #closing = false;
   #peerGoneAway = false;
   #destroyed = false;
+  #socketClosed = false;
   #queue: Outgoing[] = [];
   #pumping = false;
   #flushWaiters: (() => void)[] = [];
@@ -253,7 +265,13 @@ export class SpdySession {
     if ("setNoDelay" in socket && typeof socket.setNoDelay === "function") socket.setNoDelay(true);
     socket.on("error", (err) => this.#log.debug({ err }, "spdy: connection error"));
     socket.on("drain", () => this.#wake(this.#drainWaiters));
-    socket.on("close", () => this.destroy());
+    // No destroy() here: 'close' can come while the read loop is still working through the last
+    // chunk (a header block being inflated), and its frames must not be lost. The loop ends by
+    // itself once the socket is done; only unblock it if it waits on a slow stream reader.
+    socket.on("close", () => {
+      this.#socketClosed = true;
+      for (const st of this.#streams.values()) st.drained?.();
+    });
     if (options.idleTimeoutMs !== undefined && options.idleTimeoutMs > 0) {
       this.#idleTimer = setTimeout(() => {
         this.#log.debug({ idleTimeoutMs: options.idleTimeoutMs }, "spdy: idle timeout, closing connection");
@@ -487,7 +505,7 @@ export class SpdySession {
     if (data.length > 0) st.stream.push(data);
     if (fin) this.#remoteFin(st);
     this.#creditStream(st);
-    if (st.stream.readableLength > HARD_BUFFER_LIMIT && !st.stream.destroyed) {
+    if (st.stream.readableLength > HARD_BUFFER_LIMIT && !st.stream.destroyed && !this.#socketClosed) {
       await new Promise<void>((resolve) => {
         st.drained = resolve;
       });
@@ -728,6 +746,8 @@ export class SpdySession {
     st.drained?.();
     st.markReady();
     this.#streams.delete(st.id);
+    // A writer of this stream blocked on its window must see that the stream is gone.
+    this.#wake(this.#windowWaiters);
     if (destroy && !st.stream.destroyed) st.stream.destroy();
   }
 

@@ -59,13 +59,14 @@ export class HostProcessBackend implements StreamingBackend {
       });
       // A child that exits without reading stdin breaks this pipe (EPIPE): not an exec failure.
       if (io.stdin && child.stdin) pipeline(io.stdin, child.stdin).catch(() => undefined);
+      // A copy fails when the client goes away; the abort signal already handles that.
       const copies: Promise<void>[] = [];
-      if (io.stdout && child.stdout) copies.push(pipeline(child.stdout, io.stdout));
-      if (io.stderr && child.stderr) copies.push(pipeline(child.stderr, io.stderr));
+      if (io.stdout && child.stdout) copies.push(pipeline(child.stdout, io.stdout).catch(() => undefined));
+      if (io.stderr && child.stderr) copies.push(pipeline(child.stderr, io.stderr).catch(() => undefined));
       try {
         const exitCode = await exited;
         // All output must be written before we return: the server ends stdout/stderr right after.
-        await Promise.allSettled(copies);
+        await Promise.all(copies);
         return { exitCode };
       } finally {
         io.signal.removeEventListener("abort", kill);

@@ -9,6 +9,7 @@ export {
   UpgradeRejectedError,
 } from "./common.js";
 export { HostProcessBackend, type RecordedCall } from "./host-backend.js";
+export { type KubeApiShim, type KubeApiShimOptions, type ShimRequest, startKubeApiShim } from "./kube-api-shim.js";
 export {
   dialSpdy,
   type ForwardedConnection,

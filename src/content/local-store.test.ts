@@ -65,7 +65,7 @@ describe("content store", () => {
     assert.deepEqual(await readdir(ingestDir()), []);
   });
 
-  test("an ingest aborted mid-stream is Canceled and leaves nothing", async () => {
+  test("an ingest aborted mid-stream is Canceled and has removed its temp file when it rejects", async () => {
     const cs = await createContentStore({ root });
     const ac = new AbortController();
     async function* slow(): AsyncIterable<Uint8Array> {
@@ -78,10 +78,29 @@ describe("content store", () => {
     await assert.rejects(cs.ingest({ digest, size: 11 }, slow(), { signal: ac.signal }), (err) =>
       isKind(err, "Canceled"),
     );
-    // The writer may still be unwinding when the caller sees Canceled; give it a moment.
-    await new Promise((r) => setTimeout(r, 50));
     assert.equal(await cs.info(digest), undefined);
     assert.deepEqual(await readdir(ingestDir()), []);
+  });
+
+  test("an ingest waiting behind another of the same digest is Canceled at once", async () => {
+    const cs = await createContentStore({ root });
+    const digest = digestOf(Buffer.from("slowdata"));
+    let release!: () => void;
+    const gate = new Promise<void>((r) => {
+      release = r;
+    });
+    async function* held(): AsyncIterable<Uint8Array> {
+      yield Buffer.from("slow");
+      await gate;
+      yield Buffer.from("data");
+    }
+    const first = cs.ingest({ digest, size: 8 }, held());
+    const ac = new AbortController();
+    const second = cs.ingest({ digest, size: 8 }, chunks("slowdata"), { signal: ac.signal });
+    ac.abort();
+    await assert.rejects(second, (err) => isKind(err, "Canceled"));
+    release();
+    assert.deepEqual(await first, { digest, size: 8 });
   });
 
   test("concurrent ingests of one digest write it once", async () => {

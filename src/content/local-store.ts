@@ -158,11 +158,14 @@ export async function createContentStore(options: ContentStoreOptions): Promise<
         throw invalidArgument(`ingest ${expected.digest}: invalid size ${expected.size}`);
       }
       const { signal, onProgress } = opts;
-      return untilAborted(
-        locks.run(expected.digest, () => write(expected, source, signal, onProgress)),
-        signal,
-        `ingest ${expected.digest}: canceled`,
-      );
+      let writing = false;
+      const work = locks.run(expected.digest, () => {
+        writing = true;
+        return write(expected, source, signal, onProgress);
+      });
+      // Waiting for the lock ends at once on abort; a write that has begun is awaited instead: it stops on the
+      // signal and removes its temp file, so a canceled ingest leaves nothing in ingest/ once it rejects.
+      return untilAborted(work, signal, `ingest ${expected.digest}: canceled`, () => !writing);
     },
 
     async writeBlob(data, digest) {
@@ -229,15 +232,24 @@ async function closeSource(source: AsyncIterable<Uint8Array> | Iterable<Uint8Arr
   }
 }
 
-/** Rejects as soon as `signal` aborts, without waiting for `work` (which checks the signal itself when it runs). */
-function untilAborted<T>(work: Promise<T>, signal: AbortSignal | undefined, message: string): Promise<T> {
+/**
+ * Rejects as soon as `signal` aborts, without waiting for `work` (which checks the signal itself when it runs),
+ * as long as `early()` says so; otherwise `work` is left to settle by itself.
+ */
+function untilAborted<T>(
+  work: Promise<T>,
+  signal: AbortSignal | undefined,
+  message: string,
+  early: () => boolean,
+): Promise<T> {
   if (!signal) return work;
-  if (signal.aborted) {
+  if (signal.aborted && early()) {
     work.catch(() => {});
     return Promise.reject(new RuntimeError("Canceled", message));
   }
   return new Promise<T>((resolve, reject) => {
     const onAbort = () => {
+      if (!early()) return;
       work.catch(() => {});
       reject(new RuntimeError("Canceled", message));
     };

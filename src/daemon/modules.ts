@@ -162,7 +162,11 @@ export async function buildModules(config: Config, store: Store, log: Logger): P
       };
     },
   };
-  const rootfs = containerRootfs(snapshotter, join(config.state, "rootfs"));
+  const rootfs = containerRootfs(snapshotter, join(config.state, "rootfs"), async () => {
+    // The container's image may have been removed while the container used its layers: without a
+    // collection now, those layers would stay on disk until the next RemoveImage or restart.
+    await images.collectGarbage().catch((err: unknown) => log.warn({ err }, "collect image garbage"));
+  });
   const containers = new ContainerManager({
     records: store.collection("containers"),
     sandboxes,
@@ -207,8 +211,11 @@ export async function buildModules(config: Config, store: Store, log: Logger): P
   };
 }
 
-/** Container root filesystems: an active overlay snapshot per container, mounted under `dir/<id>`. */
-function containerRootfs(snapshotter: Snapshotter, dir: string): ContainerRootfs {
+/**
+ * Container root filesystems: an active overlay snapshot per container, mounted under `dir/<id>`.
+ * `released` runs after a container's snapshot is removed (image garbage collection).
+ */
+function containerRootfs(snapshotter: Snapshotter, dir: string, released: () => Promise<void>): ContainerRootfs {
   const key = (id: string) => `container-${id}`;
   return {
     prepare: async (id, chainId) => {
@@ -232,6 +239,7 @@ function containerRootfs(snapshotter: Snapshotter, dir: string): ContainerRootfs
       await snapshotter.remove(key(id)).catch((err: unknown) => {
         if (!isKind(err, "NotFound")) throw err;
       });
+      await released();
     },
   };
 }

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import { existsSync } from "node:fs";
-import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import http from "node:http";
 import https from "node:https";
 import type { AddressInfo } from "node:net";
@@ -727,6 +727,8 @@ describe("image service against a fake registry", { skip }, () => {
     });
     const err = await kindOf(pulling);
     assert.equal(err.kind, "Canceled");
+    // Nothing of the pull runs on after it rejects: its partial ingest is already gone.
+    assert.deepEqual(await readdir(join(e.root, "content", "ingest")), []);
     await reg.slowClosed; // the registry saw the connection go away
     assert.deepEqual(e.service.list(), []);
     assert.equal(await e.content.info(LS.desc.digest), undefined);

@@ -356,6 +356,9 @@ export class Puller {
         // The last pull that wanted it is gone (cancelled): stop the transfer, let a new pull start afresh.
         this.downloads.delete(desc.digest);
         shared.controller.abort();
+        // Nothing of a pull keeps running after it returns: wait until the transfer has stopped and its
+        // partial ingest is removed.
+        await shared.promise.catch(() => {});
       }
     }
   }

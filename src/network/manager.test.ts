@@ -216,6 +216,27 @@ describe("pod networking with the real CNI plugins", { skip }, () => {
     }
   });
 
+  test("the pod cidr reaches an IPAM that declares the ipRanges capability", async () => {
+    const dir = join(base, "ip-ranges");
+    await mkdir(dir);
+    const list = JSON.parse(conflist());
+    delete list.berthDefault;
+    // No ranges of its own: host-local prepends ipRanges to configured ranges, one address from each set.
+    list.plugins[0].capabilities = { ipRanges: true };
+    list.plugins[0].ipam = { type: "host-local", dataDir: ipamDir, routes: [{ dst: "0.0.0.0/0" }] };
+    await writeFile(join(dir, "10.conflist"), JSON.stringify(list));
+    const m = await createNetworkManager({ confDir: dir, resultDir });
+    m.setPodCidr(`${net.prefix}.128/25`);
+    try {
+      const pod = await newPod(m);
+      assert.ok(Number(pod.ip.split(".")[3]) > 128, `${pod.ip} not in ${net.prefix}.128/25`);
+      await removePod(pod, m);
+      assert.deepEqual(await reservationsOf(pod.id), []);
+    } finally {
+      m.close();
+    }
+  });
+
   test("a plugin's error object reaches the caller with its code, msg and details, and nothing stays behind", async () => {
     const dir = join(base, "broken-error");
     const bin = join(base, "bin");

@@ -37,6 +37,7 @@ export interface SetUpRequest {
   portMappings?: PortMapping[];
   bandwidth?: Bandwidth;
   dns?: DnsConfig;
+  /** Capability `ipRanges`; defaults to one range set per pod CIDR when a pod CIDR is known. */
   ipRanges?: IpRange[][];
   /** Pod CIDR(s), comma-separated, for this call only; defaults to the one from `setPodCidr`. */
   podCidr?: string;
@@ -150,7 +151,7 @@ export class NetworkManager {
           ifName: this.ifName,
           config: this.configFor(req.podCidr),
           cniArgs: cniArgs({ podNamespace: req.podNamespace, podName: req.podName, sandboxId: id, podUid: req.podUid }),
-          capabilityArgs: capabilityArgs(req),
+          capabilityArgs: capabilityArgs(req, req.podCidr === undefined ? this.podCidrs : parseCidrs(req.podCidr)),
         };
         // Written before the first plugin runs: a crash mid-ADD must still leave DEL what it needs.
         await writeCache(this.resultDir, entry);
@@ -358,12 +359,15 @@ function cniArgs(pod: { sandboxId: string; podNamespace?: string; podName?: stri
     .join(";");
 }
 
-function capabilityArgs(req: SetUpRequest): CapabilityArgs {
+function capabilityArgs(req: SetUpRequest, podCidrs: readonly string[]): CapabilityArgs {
   const args: CapabilityArgs = {};
   if (req.portMappings) args.portMappings = req.portMappings;
   if (req.bandwidth) args.bandwidth = req.bandwidth;
   if (req.dns) args.dns = req.dns;
+  // Without explicit ranges, the node's pod CIDR is the `ipRanges` an IPAM that declares the
+  // capability allocates from (one range set per CIDR, as `{{podCidr}}` substitution does).
   if (req.ipRanges) args.ipRanges = req.ipRanges;
+  else if (podCidrs.length > 0) args.ipRanges = podCidrs.map((subnet) => [{ subnet }]);
   return args;
 }
 

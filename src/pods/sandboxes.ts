@@ -3,7 +3,14 @@ import { join } from "node:path";
 import { alreadyExists, invalidArgument, notFound, wrap } from "../errdefs/index.js";
 import type { Logger } from "../log/index.js";
 import type { Collection } from "../store/index.js";
-import { ensurePrivateMount, isPinnedNamespace, mountTmpfs, pinNamespaces, unmountIfMounted, unpinNamespace } from "../sys/index.js";
+import {
+  ensurePrivateMount,
+  isPinnedNamespace,
+  mountTmpfs,
+  pinNamespaces,
+  unmountIfMounted,
+  unpinNamespace,
+} from "../sys/index.js";
 import { AmbiguousPrefixError, KeyedMutex, newId, resolvePrefix } from "../util/index.js";
 import { writePodFiles } from "./files.js";
 import { matchLabels } from "./filters.js";

@@ -58,6 +58,8 @@ export function createStreamingBackend(o: StreamingBackendOptions): StreamingBac
       // kubectl and crictl send the terminal's size right after connecting; start at that size.
       const resizes = io.resize[Symbol.asyncIterator]();
       const first = req.tty ? await firstResize(resizes, 500) : undefined;
+      // A client gone while we waited has no session left to run a process for.
+      if (io.signal.aborted) throw failedPrecondition("exec: client went away before the command started");
       const cmd = await o.runtime.prepareExec(rec.id, req.cmd, {
         tty: req.tty,
         ...(first ? { consoleSize: first } : {}),
@@ -186,24 +188,41 @@ async function execTty(
     rows: first?.height ?? 24,
     env: cmd.env as Record<string, string>,
     name: "xterm",
+    // Bytes both ways: neither the client's keystrokes nor the program's output need be UTF-8.
+    encoding: null,
   });
-  const exited = new Promise<number>((resolve) => p.onExit((e) => resolve(e.signal ? 128 + e.signal : e.exitCode)));
-  // Raw from the start: output the container writes before runc switches our side to raw
-  // mode would otherwise get a second CR per line from this terminal's own line discipline.
+  let running = true;
+  const exited = new Promise<number>((resolve) =>
+    p.onExit((e) => {
+      running = false;
+      resolve(e.signal ? 128 + e.signal : e.exitCode);
+    }),
+  );
+  // Raw from the start: until runc switches our side to raw mode, this terminal's own line
+  // discipline would echo the client's first keystrokes and hold them back line by line.
   try {
     execFileSync("stty", ["-F", (p as unknown as { ptsName: string }).ptsName, "raw", "-echo"], { stdio: "ignore" });
   } catch {
     // cosmetic only
   }
-  p.onData((d) => io.stdout?.write(d));
-  io.stdin?.on("data", (b: Buffer) => {
-    if (b.length > 0) p.write(b.toString("binary"));
+  const crlf = createCrCrLfCollapser();
+  // With `encoding: null` node-pty hands out Buffers, whatever its typings say.
+  p.onData((d: string | Buffer) => {
+    const out = crlf.push(Buffer.isBuffer(d) ? d : Buffer.from(d));
+    if (out.length > 0) io.stdout?.write(out);
   });
-  // stdin closing is EOF for a terminal: send the EOF character, as a closing terminal would.
+  io.stdin?.on("data", (b: Buffer) => {
+    if (running && b.length > 0) p.write(b);
+  });
   // A terminal has no half-close: when the client's stdin ends we just stop writing, as containerd does.
   void (async () => {
-    for (let r = await resizes.next(); !r.done; r = await resizes.next()) {
-      if (r.value.width > 0 && r.value.height > 0) p.resize(r.value.width, r.value.height);
+    for (let r = await resizes.next(); !r.done && running; r = await resizes.next()) {
+      if (r.value.width <= 0 || r.value.height <= 0) continue;
+      try {
+        p.resize(r.value.width, r.value.height);
+      } catch {
+        // The terminal closed under us (EBADF): the command is exiting; a late resize is moot.
+      }
     }
   })();
   const onAbort = () => {
@@ -211,11 +230,54 @@ async function execTty(
     p.kill("SIGKILL");
   };
   io.signal.addEventListener("abort", onAbort, { once: true });
+  // The client may have left while runc was being prepared: no abort event comes for that.
+  if (io.signal.aborted) onAbort();
   try {
-    return { exitCode: await exited };
+    const exitCode = await exited;
+    const rest = crlf.flush();
+    if (rest.length > 0) io.stdout?.write(rest);
+    return { exitCode };
   } finally {
     io.signal.removeEventListener("abort", onAbort);
   }
+}
+
+const CR = 0x0d;
+const CRCRLF = Buffer.from("\r\r\n");
+
+/**
+ * Turns CR CR LF into CR LF in a terminal's output, across chunk boundaries. Our side of the
+ * exec terminal maps LF to CR LF (runc's raw mode keeps output processing on), and runc clears
+ * that mapping on the container's console only once the exec'd process is already running: the
+ * first lines of a quick command come out as CR CR LF. A terminal shows both the same; clients
+ * that compare bytes do not. A trailing CR is held back until the next chunk (or `flush()`)
+ * shows what follows it.
+ */
+export function createCrCrLfCollapser(): { push(chunk: Buffer): Buffer; flush(): Buffer } {
+  let held = Buffer.alloc(0);
+  return {
+    push(chunk) {
+      const buf = held.length > 0 ? Buffer.concat([held, chunk]) : chunk;
+      let keep = 0;
+      while (keep < 2 && keep < buf.length && buf[buf.length - 1 - keep] === CR) keep++;
+      held = Buffer.from(buf.subarray(buf.length - keep));
+      const body = buf.subarray(0, buf.length - keep);
+      const parts: Buffer[] = [];
+      let from = 0;
+      for (let i = body.indexOf(CRCRLF); i >= 0; i = body.indexOf(CRCRLF, from)) {
+        parts.push(body.subarray(from, i));
+        from = i + 1;
+      }
+      if (parts.length === 0) return body;
+      parts.push(body.subarray(from));
+      return Buffer.concat(parts);
+    },
+    flush() {
+      const rest = held;
+      held = Buffer.alloc(0);
+      return rest;
+    },
+  };
 }
 
 async function execPipes(cmd: PreparedExec, io: StreamIO, kill: () => Promise<void>): Promise<ExecResult> {
@@ -228,6 +290,8 @@ async function execPipes(cmd: PreparedExec, io: StreamIO, kill: () => Promise<vo
     child.kill("SIGKILL");
   };
   io.signal.addEventListener("abort", onAbort, { once: true });
+  // The client may have left while runc was being prepared: no abort event comes for that.
+  if (io.signal.aborted) onAbort();
   const pumps: Promise<unknown>[] = [];
   if (io.stdin) pumps.push(pipeline(io.stdin, child.stdin).catch(() => {}));
   else child.stdin.end();

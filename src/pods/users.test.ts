@@ -16,15 +16,15 @@ after(() => rm(rootfs, { recursive: true, force: true }));
 
 const base = { runAsUsername: "", supplementalGroups: [], imageUser: "" };
 
-test("no user anywhere runs as root with root's groups", async () => {
-  assert.deepEqual(await resolveUser(rootfs, base), { uid: 0, gid: 0, additionalGids: [3000], username: "root" });
+test("no user anywhere runs as root with root's groups, the primary one included", async () => {
+  assert.deepEqual(await resolveUser(rootfs, base), { uid: 0, gid: 0, additionalGids: [0, 3000], username: "root" });
 });
 
 test("the image's USER name resolves uid, gid and groups listing the user", async () => {
   assert.deepEqual(await resolveUser(rootfs, { ...base, imageUser: "app" }), {
     uid: 1000,
     gid: 1000,
-    additionalGids: [2000],
+    additionalGids: [1000, 2000],
     username: "app",
   });
 });
@@ -37,14 +37,14 @@ test("run_as_user wins over the image and takes the passwd gid", async () => {
 
 test("run_as_group and supplemental groups are applied", async () => {
   const u = await resolveUser(rootfs, { ...base, runAsUsername: "app", runAsGroup: 5, supplementalGroups: [7, 2000] });
-  assert.deepEqual(u, { uid: 1000, gid: 5, additionalGids: [7, 2000], username: "app" });
+  assert.deepEqual(u, { uid: 1000, gid: 5, additionalGids: [5, 7, 2000], username: "app" });
 });
 
 test("uid:gid from the image and unknown uids work without passwd entries", async () => {
   assert.deepEqual(await resolveUser(rootfs, { ...base, imageUser: "4242:77" }), {
     uid: 4242,
     gid: 77,
-    additionalGids: [],
+    additionalGids: [77],
     username: "",
   });
 });

@@ -57,8 +57,8 @@ const isNumeric = (s: string) => /^\d+$/.test(s);
  * Resolves who the container runs as, the way containerd does: CRI run_as_user or
  * run_as_username win over the image's USER ("name", "uid", "name:group", "uid:gid");
  * names are looked up in the image's /etc/passwd and /etc/group; the primary gid comes from
- * run_as_group, else the user's passwd entry, else 0; supplementary groups are the image's
- * groups listing the user, plus those the pod asked for.
+ * run_as_group, else the user's passwd entry, else 0; supplementary groups are the primary group, the
+ * image's groups listing the user, plus those the pod asked for.
  */
 export async function resolveUser(
   rootfs: string,
@@ -110,8 +110,10 @@ export async function resolveUser(
     }
   }
   if (request.runAsGroup !== undefined) gid = request.runAsGroup;
-  const additional = new Set<number>();
-  if (username) for (const g of groups) if (g.members.includes(username) && g.gid !== gid) additional.add(g.gid);
+  // The primary group is listed too, as containerd and Docker do: setgroups() replaces the process's whole
+  // list, so without it `id` inside the container would not show the user's own group.
+  const additional = new Set<number>([gid]);
+  if (username) for (const g of groups) if (g.members.includes(username)) additional.add(g.gid);
   for (const g of request.supplementalGroups) additional.add(g);
   return { uid, gid, additionalGids: [...additional].sort((a, b) => a - b), username };
 }

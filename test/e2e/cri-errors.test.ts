@@ -1,0 +1,143 @@
+import assert from "node:assert/strict";
+import { after, before, describe, test } from "node:test";
+import { Code } from "@connectrpc/connect";
+import { isRoot } from "../support/berthd.js";
+import { grpcError, type Pod, type PodEnv, shell, startPodEnv } from "../support/pods.js";
+
+// An ID no object has: 64 hex digits, like berth's own.
+const UNKNOWN = "f".repeat(64);
+
+describe("CRI errors for pods and containers", {
+  skip: isRoot() ? false : "needs root (runc, conmon, CNI, mounts)",
+  timeout: 60_000,
+}, () => {
+  let env: PodEnv;
+  let pod: Pod;
+  let running: string;
+  before(async () => {
+    env = await startPodEnv({ bridge: "bte2e-er", subnet: "10.231.14.0/24", images: ["berth-test/busybox"] });
+    pod = await env.runPod("errors");
+    running = await env.startContainer(pod, shell(env, "sleeper", "exec sleep 3600"));
+  });
+  after(async () => {
+    await env?.close();
+  });
+
+  test("every per-ID call with an unknown ID is NotFound naming the ID", async () => {
+    const rt = env.d.client.runtime;
+    const calls: [string, () => Promise<unknown>][] = [
+      ["PodSandboxStatus", () => rt.podSandboxStatus({ podSandboxId: UNKNOWN })],
+      ["StopPodSandbox", () => rt.stopPodSandbox({ podSandboxId: UNKNOWN })],
+      [
+        "CreateContainer",
+        () => rt.createContainer({ podSandboxId: UNKNOWN, sandboxConfig: pod.config, config: shell(env, "x", "true") }),
+      ],
+      ["StartContainer", () => rt.startContainer({ containerId: UNKNOWN })],
+      ["StopContainer", () => rt.stopContainer({ containerId: UNKNOWN, timeout: 1n })],
+      ["ContainerStatus", () => rt.containerStatus({ containerId: UNKNOWN })],
+      [
+        "UpdateContainerResources",
+        () => rt.updateContainerResources({ containerId: UNKNOWN, linux: { cpuShares: 512n } }),
+      ],
+      ["ReopenContainerLog", () => rt.reopenContainerLog({ containerId: UNKNOWN })],
+      ["ExecSync", () => rt.execSync({ containerId: UNKNOWN, cmd: ["true"] })],
+    ];
+    for (const [rpc, call] of calls) {
+      await assert.rejects(call(), grpcError(Code.NotFound, new RegExp(UNKNOWN.slice(0, 12))), rpc);
+    }
+  });
+
+  test("RemoveContainer and RemovePodSandbox of an unknown ID succeed", async () => {
+    await env.d.client.runtime.removeContainer({ containerId: UNKNOWN });
+    await env.d.client.runtime.removePodSandbox({ podSandboxId: UNKNOWN });
+  });
+
+  test("ListContainers of an unknown sandbox is empty, not an error", async () => {
+    assert.deepEqual((await env.d.client.runtime.listContainers({ filter: { podSandboxId: UNKNOWN } })).containers, []);
+    assert.deepEqual((await env.d.client.runtime.listPodSandbox({ filter: { id: UNKNOWN } })).items, []);
+  });
+
+  test("CreateContainer of an image that is not present is NotFound naming the image", async () => {
+    await assert.rejects(
+      env.d.client.runtime.createContainer({
+        podSandboxId: pod.id,
+        sandboxConfig: pod.config,
+        config: { metadata: { name: "absent" }, image: { image: "example.com/not/pulled:1" }, command: ["true"] },
+      }),
+      grpcError(Code.NotFound, /example\.com\/not\/pulled:1/),
+    );
+  });
+
+  test("every call missing a required field is InvalidArgument", async () => {
+    const rt = env.d.client.runtime;
+    const image = { image: env.image("berth-test/busybox") };
+    const calls: [string, () => Promise<unknown>][] = [
+      ["RunPodSandbox without config", () => rt.runPodSandbox({})],
+      ["RunPodSandbox without metadata", () => rt.runPodSandbox({ config: { hostname: "x" } })],
+      ["RunPodSandbox without name", () => rt.runPodSandbox({ config: { metadata: { namespace: "e2e", uid: "u" } } })],
+      ["RunPodSandbox without uid", () => rt.runPodSandbox({ config: { metadata: { name: "n", namespace: "e2e" } } })],
+      ["RunPodSandbox without namespace", () => rt.runPodSandbox({ config: { metadata: { name: "n", uid: "u" } } })],
+      ["StopPodSandbox without ID", () => rt.stopPodSandbox({})],
+      ["RemovePodSandbox without ID", () => rt.removePodSandbox({})],
+      ["PodSandboxStatus without ID", () => rt.podSandboxStatus({})],
+      ["CreateContainer without sandbox ID", () => rt.createContainer({ config: { metadata: { name: "n" }, image } })],
+      ["CreateContainer without config", () => rt.createContainer({ podSandboxId: pod.id, sandboxConfig: pod.config })],
+      [
+        "CreateContainer without name",
+        () =>
+          rt.createContainer({ podSandboxId: pod.id, sandboxConfig: pod.config, config: { image, command: ["true"] } }),
+      ],
+      [
+        "CreateContainer without image",
+        () =>
+          rt.createContainer({
+            podSandboxId: pod.id,
+            sandboxConfig: pod.config,
+            config: { metadata: { name: "n" }, command: ["true"] },
+          }),
+      ],
+      ["StartContainer without ID", () => rt.startContainer({})],
+      ["StopContainer without ID", () => rt.stopContainer({})],
+      ["RemoveContainer without ID", () => rt.removeContainer({})],
+      ["ContainerStatus without ID", () => rt.containerStatus({})],
+      ["UpdateContainerResources without ID", () => rt.updateContainerResources({ linux: { cpuShares: 512n } })],
+      ["UpdateContainerResources without resources", () => rt.updateContainerResources({ containerId: running })],
+      ["ReopenContainerLog without ID", () => rt.reopenContainerLog({})],
+      ["ExecSync without ID", () => rt.execSync({ cmd: ["true"] })],
+      ["ExecSync without command", () => rt.execSync({ containerId: running })],
+    ];
+    for (const [what, call] of calls) await assert.rejects(call(), grpcError(Code.InvalidArgument), what);
+    // Nothing was half-created by the refused calls.
+    assert.equal((await rt.listPodSandbox({})).items.length, 1);
+    assert.equal((await rt.listContainers({})).containers.length, 1);
+  });
+
+  test("StartContainer of a running container is FailedPrecondition", async () => {
+    await assert.rejects(
+      env.d.client.runtime.startContainer({ containerId: running }),
+      grpcError(Code.FailedPrecondition),
+    );
+  });
+
+  test("CreateContainer in a stopped sandbox is refused", async () => {
+    const stopped = await env.runPod("stopped");
+    await env.d.client.runtime.stopPodSandbox({ podSandboxId: stopped.id });
+    await assert.rejects(
+      env.d.client.runtime.createContainer({
+        podSandboxId: stopped.id,
+        sandboxConfig: stopped.config,
+        config: shell(env, "late", "true"),
+      }),
+      grpcError(Code.FailedPrecondition, new RegExp(stopped.id)),
+    );
+    await env.removePod(stopped);
+  });
+
+  test("none of the failed calls crashed or wedged the daemon", async () => {
+    assert.equal(env.d.child.exitCode, null);
+    assert.equal((await env.d.client.runtime.version({})).runtimeName, "berth");
+    const r = await env.d.client.runtime.execSync({ containerId: running, cmd: ["echo", "alive"] });
+    assert.equal(new TextDecoder().decode(r.stdout), "alive\n");
+    assert.doesNotMatch(env.d.stderr(), /"level":(50|60)/, "no error-level log lines");
+  });
+});

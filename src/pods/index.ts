@@ -1,11 +1,11 @@
 export { type ImageRuntimeConfig, processArgs, processEnv, stopSignalOf } from "./container-spec.js";
 export {
+  type ContainerEvent,
   type ContainerImage,
   type ContainerImages,
   ContainerManager,
   type ContainerManagerOptions,
   type ContainerRootfs,
-  type ContainerEvent,
   type ContainerStatsRecord,
 } from "./containers.js";
 export { hostsFile, resolvConf } from "./files.js";

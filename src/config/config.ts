@@ -167,7 +167,12 @@ function check(c: Config, text: string, source: string): void {
   if (!Number.isInteger(c.registry.max_concurrent_downloads) || c.registry.max_concurrent_downloads < 1)
     fail(where, ["registry", "max_concurrent_downloads"], "must be a positive integer");
   // TODO(#4): run the infra process from a pause image; until then refuse rather than ignore it.
-  if (c.sandbox.image !== "") fail(where, ["sandbox", "image"], "pause images are not supported yet: leave it empty for berth's built-in sandbox");
+  if (c.sandbox.image !== "")
+    fail(
+      where,
+      ["sandbox", "image"],
+      "pause images are not supported yet: leave it empty for berth's built-in sandbox",
+    );
   for (const [name, h] of Object.entries(c.runtime.handlers)) {
     if (!h.path) fail(where, ["runtime", "handlers", name, "path"], "must be set");
   }

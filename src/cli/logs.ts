@@ -1,0 +1,165 @@
+/**
+ * `logs`: a container's output, read from the CRI log file its ContainerStatus names (the CLI runs
+ * on the node, like crictl). Also takes a pod (ID, unique prefix or name) with -c, so that
+ * `berth logs POD -c CONTAINER` works like kubectl for pods run by `berth run`.
+ */
+import { Code, ConnectError } from "@connectrpc/connect";
+import type { Command } from "commander";
+import { type Container, ContainerState } from "../api/gen/runtime/v1/api_pb.js";
+import type { CriClient } from "../client/index.js";
+import { nonNegativeInt } from "./args.js";
+import { invalidArgument, notFound, withClient } from "./context.js";
+import { formatLogLine, LogJoiner, type LogLine, parseCriLogLine, TailBuffer } from "./cri-log.js";
+import { parseSince } from "./duration.js";
+import { followLog, LogFileReader } from "./log-reader.js";
+import { resolveContainer, resolvePod } from "./resolve.js";
+
+interface LogsOptions {
+  follow?: boolean;
+  tail?: number;
+  timestamps?: boolean;
+  since?: string;
+  container?: string;
+  namespace?: string;
+}
+
+/** Registers `logs`. */
+export function registerLogs(program: Command): void {
+  program
+    .command("logs")
+    .description("print a container's logs (a pod's with -c NAME)")
+    .argument("<container-or-pod>", "container ID or unique prefix; or a pod's ID, prefix or name")
+    .option("-f, --follow", "keep printing new output until the container stops (follows log rotation)")
+    .option("--tail <n>", "only the last n lines", nonNegativeInt)
+    .option("-t, --timestamps", "prefix each line with its RFC 3339 timestamp")
+    .option("--since <when>", "only lines since a duration ago (10s, 5m, 2h) or an RFC 3339 time")
+    .option("-c, --container <name>", "the pod's container to show (when the argument names a pod)")
+    .option("-n, --namespace <namespace>", "the pod's namespace (when the argument is a pod name)")
+    .action(async (ref: string, opts: LogsOptions, cmd: Command) =>
+      withClient(cmd, async (client) => {
+        const sinceMs = opts.since !== undefined ? parseSince(opts.since) : undefined;
+        const container = await findContainer(client, ref, opts);
+        const status = (await client.runtime.containerStatus({ containerId: container.id })).status;
+        const path = status?.logPath ?? "";
+        if (path === "")
+          throw invalidArgument(`container ${container.id} has no log file (its config set no log_path)`);
+        await printLogs(path, {
+          ...(opts.tail !== undefined ? { tail: opts.tail } : {}),
+          ...(sinceMs !== undefined ? { sinceMs } : {}),
+          timestamps: Boolean(opts.timestamps),
+          follow: Boolean(opts.follow),
+          isRunning: async () => {
+            const st = await client.runtime.containerStatus({ containerId: container.id }).catch(() => undefined);
+            return (
+              st?.status?.state === ContainerState.CONTAINER_RUNNING ||
+              st?.status?.state === ContainerState.CONTAINER_CREATED
+            );
+          },
+        });
+      }),
+    );
+}
+
+/** Options of {@link printLogs}. */
+export interface PrintLogsOptions {
+  tail?: number;
+  sinceMs?: number;
+  timestamps: boolean;
+  follow: boolean;
+  isRunning: () => Promise<boolean>;
+  out?: NodeJS.WritableStream;
+  err?: NodeJS.WritableStream;
+  signal?: AbortSignal;
+}
+
+/**
+ * Prints the log file at `path`: the lines already there (after --since, then the last --tail),
+ * then with `follow` every new line until the container stops or `signal` aborts. stdout lines go
+ * to `out`, stderr lines to `err`.
+ */
+export async function printLogs(path: string, options: PrintLogsOptions): Promise<void> {
+  const out = options.out ?? process.stdout;
+  const err = options.err ?? process.stderr;
+  const joiner = new LogJoiner();
+  const wanted = (l: LogLine) => options.sinceMs === undefined || l.timeMs >= options.sinceMs;
+  const write = (l: LogLine) =>
+    (l.stream === "stderr" ? err : out).write(formatLogLine(l, { timestamps: options.timestamps }));
+  // Each raw file line goes through the joiner; `sink` gets the complete lines --since lets through.
+  const feed = (sink: (l: LogLine) => void) => (raw: string) => {
+    const entry = parseCriLogLine(raw);
+    const line = entry && joiner.push(entry);
+    if (line && wanted(line)) sink(line);
+  };
+  const reader = await LogFileReader.open(path);
+  try {
+    // What is there now: keep the --tail window, print it.
+    const tail = new TailBuffer<LogLine>(options.tail ?? -1);
+    const toTail = feed((l) => tail.push(l));
+    await reader.read(toTail);
+    if (!options.follow) {
+      reader.flushRest(toTail);
+      for (const line of joiner.flush()) if (wanted(line)) tail.push(line);
+    }
+    for (const line of tail.items()) write(line);
+    if (!options.follow) return;
+    await followLog(reader, feed(write), {
+      isRunning: options.isRunning,
+      ...(options.signal ? { signal: options.signal } : {}),
+    });
+    for (const line of joiner.flush()) if (wanted(line)) write(line);
+  } finally {
+    await reader.close();
+  }
+}
+
+/**
+ * The container `ref` names: a container ID or unique prefix; else a pod (ID, prefix, or name)
+ * whose container -c names, or its only container. Among attempts, the latest is taken.
+ */
+async function findContainer(client: CriClient, ref: string, opts: LogsOptions): Promise<Container> {
+  if (opts.container === undefined) {
+    try {
+      return await resolveContainer(client, ref);
+    } catch (err) {
+      if (!isNotFound(err)) throw err;
+    }
+  }
+  const podId = await findPodId(client, ref, opts.namespace);
+  const { containers } = await client.runtime.listContainers({ filter: { podSandboxId: podId } });
+  const mine = containers.filter((c) => c.podSandboxId === podId);
+  const names = [...new Set(mine.map((c) => c.metadata?.name ?? ""))].sort();
+  const name = opts.container ?? (names.length === 1 ? names[0] : undefined);
+  if (name === undefined) {
+    if (names.length === 0) throw notFound(`pod ${ref} has no containers`);
+    throw invalidArgument(`pod ${ref} has several containers (${names.join(", ")}): choose one with -c`);
+  }
+  const candidates = mine
+    .filter((c) => c.metadata?.name === name)
+    .sort((a, b) => (b.metadata?.attempt ?? 0) - (a.metadata?.attempt ?? 0) || (b.createdAt > a.createdAt ? 1 : -1));
+  const latest = candidates[0];
+  if (!latest) throw notFound(`pod ${ref} has no container named ${name} (it has ${names.join(", ") || "none"})`);
+  return latest;
+}
+
+function isNotFound(err: unknown): boolean {
+  return err instanceof ConnectError && err.code === Code.NotFound;
+}
+
+async function findPodId(client: CriClient, ref: string, namespace: string | undefined): Promise<string> {
+  try {
+    return (await resolvePod(client, ref)).id;
+  } catch (err) {
+    if (!(err instanceof Error && /not found/.test(err.message))) throw err;
+  }
+  const { items } = await client.runtime.listPodSandbox({});
+  const named = items
+    .filter((p) => p.metadata?.name === ref && (namespace === undefined || p.metadata?.namespace === namespace))
+    .sort((a, b) => (b.createdAt > a.createdAt ? 1 : b.createdAt < a.createdAt ? -1 : 0));
+  const namespaces = new Set(named.map((p) => p.metadata?.namespace));
+  if (named.length === 0) throw notFound(`no container or pod ${JSON.stringify(ref)}`);
+  if (namespaces.size > 1)
+    throw invalidArgument(
+      `pod name ${ref} is in several namespaces (${[...namespaces].join(", ")}): choose one with -n`,
+    );
+  return (named[0] as (typeof named)[number]).id;
+}

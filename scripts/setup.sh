@@ -44,8 +44,11 @@ fi
 npm run build --silent
 
 # A default CNI network for pods, only when the host has none (berthd never writes it itself).
-if [ -z "$(ls /etc/cni/net.d/*.conflist /etc/cni/net.d/*.conf /etc/cni/net.d/*.json 2>/dev/null)" ]; then
+# Written to a temp file first: a failed command must not leave an empty config behind.
+conf=/etc/cni/net.d/10-berth.conflist
+if [ -z "$(ls /etc/cni/net.d/*.conflist /etc/cni/net.d/*.conf /etc/cni/net.d/*.json 2>/dev/null)" ] || { [ -f "$conf" ] && [ ! -s "$conf" ]; }; then
   mkdir -p /etc/cni/net.d
-  node dist/src/bin/berthd.js cni-default > /etc/cni/net.d/10-berth.conflist
-  echo "setup: wrote /etc/cni/net.d/10-berth.conflist"
+  node dist/src/bin/berthd.js cni-default > "$conf.tmp"
+  mv "$conf.tmp" "$conf"
+  echo "setup: wrote $conf"
 fi

@@ -1,6 +1,7 @@
-import { execFileSync, spawn } from "node:child_process";
+import { execFile, spawn } from "node:child_process";
 import { constants as fsc } from "node:fs";
 import { open, readFile, stat } from "node:fs/promises";
+import { basename, dirname } from "node:path";
 import type { Duplex, Writable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import * as pty from "node-pty";
@@ -88,8 +89,12 @@ export function createStreamingBackend(o: StreamingBackendOptions): StreamingBac
       const signal = AbortSignal.any([io.signal, done.signal]);
       const tasks: Promise<unknown>[] = [];
       if (req.stdout || req.stderr) {
+        // Where the log ends now, before any stdin is relayed: the container's answer to the
+        // client's first line must come after it, however slow the follower's first stat is.
+        const from = await stat(rec.logPath).catch(() => undefined);
         tasks.push(
           followLog(rec.logPath, {
+            from: from ? { ino: from.ino, pos: from.size } : { ino: -1, pos: 0 },
             stdout: req.stdout ? io.stdout : undefined,
             stderr: req.stderr ? io.stderr : undefined,
             signal,
@@ -106,8 +111,27 @@ export function createStreamingBackend(o: StreamingBackendOptions): StreamingBac
         );
       }
       if (req.stdin && io.stdin && rec.config.stdin) {
-        const child = spawn(socat, ["-u", "STDIN", `UNIX-CONNECT:${o.runtime.attachSocketPath(rec.id)},type=5`], {
-          stdio: ["pipe", "ignore", "pipe"],
+        // conmon binds the socket in the bundle directory, next to the ctl FIFO, and links
+        // `<attach dir>/<id>` to it only when that path fits in sun_path (108 bytes): under a
+        // long state directory it shortens the link's name, so attachSocketPath() does not
+        // exist. Connect by the socket's relative name from the bundle directory instead.
+        const bundleDir = dirname(o.runtime.ctlFifoPath(rec.id));
+        const child = spawn(
+          socat,
+          ["-u", "STDIN", `UNIX-CONNECT:${basename(o.runtime.attachSocketPath(rec.id))},type=5`],
+          {
+            cwd: bundleDir,
+            stdio: ["pipe", "ignore", "pipe"],
+          },
+        );
+        let socatErr = "";
+        child.stderr.on("data", (b: Buffer) => {
+          socatErr = (socatErr + b.toString()).slice(-2000);
+        });
+        child.on("error", (err) => o.log.warn({ err, containerId: rec.id }, "attach: cannot run socat"));
+        child.on("close", (code) => {
+          if (code !== 0 && !signal.aborted)
+            o.log.warn({ containerId: rec.id, code, stderr: socatErr.trim() }, "attach: stdin relay failed");
         });
         signal.addEventListener("abort", () => child.kill("SIGTERM"), { once: true });
         const stdinDone = pipeline(io.stdin, child.stdin).catch(() => {});
@@ -198,13 +222,14 @@ async function execTty(
       resolve(e.signal ? 128 + e.signal : e.exitCode);
     }),
   );
-  // Raw from the start: until runc switches our side to raw mode, this terminal's own line
-  // discipline would echo the client's first keystrokes and hold them back line by line.
-  try {
-    execFileSync("stty", ["-F", (p as unknown as { ptsName: string }).ptsName, "raw", "-echo"], { stdio: "ignore" });
-  } catch {
-    // cosmetic only
-  }
+  // Raw input from the start: until runc switches our side to raw mode, this terminal's line
+  // discipline would echo the client's first keystrokes and hold them back line by line. Output
+  // processing stays on (`opost`), as runc's raw mode leaves it, so whichever of stty and runc
+  // comes last the terminal ends up the same. Not execFileSync: under load a synchronous stty
+  // stalls every other RPC for as long as it waits for a CPU; stdin waits for it instead.
+  const rawInput = new Promise<void>((resolve) => {
+    execFile("stty", ["-F", (p as unknown as { ptsName: string }).ptsName, "raw", "-echo", "opost"], () => resolve());
+  });
   const crlf = createCrCrLfCollapser();
   // With `encoding: null` node-pty hands out Buffers, whatever its typings say.
   p.onData((d: string | Buffer) => {
@@ -212,7 +237,10 @@ async function execTty(
     if (out.length > 0) io.stdout?.write(out);
   });
   io.stdin?.on("data", (b: Buffer) => {
-    if (running && b.length > 0) p.write(b);
+    // Promise callbacks run in order, so keystrokes keep theirs.
+    void rawInput.then(() => {
+      if (running && b.length > 0) p.write(b);
+    });
   });
   // A terminal has no half-close: when the client's stdin ends we just stop writing, as containerd does.
   void (async () => {
@@ -225,9 +253,13 @@ async function execTty(
       }
     }
   })();
+  // The exec'd process first, by the PID runc recorded: runc does not pass SIGKILL on, and once
+  // runc is gone its temporary directory (and the PID file) is removed.
   const onAbort = () => {
-    void kill();
-    p.kill("SIGKILL");
+    void kill().finally(() => {
+      // node-pty kills by PID: not once runc is reaped and its PID may be another process's.
+      if (running) p.kill("SIGKILL");
+    });
   };
   io.signal.addEventListener("abort", onAbort, { once: true });
   // The client may have left while runc was being prepared: no abort event comes for that.
@@ -285,9 +317,10 @@ async function execPipes(cmd: PreparedExec, io: StreamIO, kill: () => Promise<vo
   const exited = new Promise<number>((resolve) =>
     child.on("close", (code, sig) => resolve(code ?? (sig === "SIGKILL" ? 137 : 128 + 15))),
   );
+  // The exec'd process first, by the PID runc recorded: runc does not pass SIGKILL on, and once
+  // runc is gone its temporary directory (and the PID file) is removed.
   const onAbort = () => {
-    void kill();
-    child.kill("SIGKILL");
+    void kill().finally(() => child.kill("SIGKILL"));
   };
   io.signal.addEventListener("abort", onAbort, { once: true });
   // The client may have left while runc was being prepared: no abort event comes for that.
@@ -323,29 +356,28 @@ async function writeCtl(path: string, msg: string): Promise<void> {
 }
 
 /**
- * Streams new records of a CRI log file to stdout/stderr from its current end until `signal`
+ * Streams the records of a CRI log file written after `from` to stdout/stderr until `signal`
  * aborts, following rotation (a new file at the same path).
  */
 async function followLog(
   path: string,
-  o: { stdout: Writable | undefined; stderr: Writable | undefined; signal: AbortSignal },
+  o: {
+    /** Inode and offset to start from (inode -1: no file yet, start from the beginning of the first one). */
+    from: { ino: number; pos: number };
+    stdout: Writable | undefined;
+    stderr: Writable | undefined;
+    signal: AbortSignal;
+  },
 ): Promise<void> {
-  let ino = -1;
-  let pos = 0;
-  try {
-    const st = await stat(path);
-    ino = st.ino;
-    pos = st.size;
-  } catch {
-    // no file yet: start from its beginning when it appears
-  }
-  let pending = "";
+  let { ino, pos } = o.from;
+  // Bytes, not text: a read may end inside a multi-byte character, and output need not be UTF-8.
+  let pending = Buffer.alloc(0);
   while (!o.signal.aborted) {
     const st = await stat(path).catch(() => undefined);
     if (st && st.ino !== ino) {
       ino = st.ino;
       pos = 0;
-      pending = "";
+      pending = Buffer.alloc(0);
     }
     if (st && st.size > pos) {
       const fh = await open(path, "r");
@@ -353,22 +385,36 @@ async function followLog(
         const buf = Buffer.alloc(Math.min(st.size - pos, 1 << 20));
         const { bytesRead } = await fh.read(buf, 0, buf.length, pos);
         pos += bytesRead;
-        pending += buf.subarray(0, bytesRead).toString("utf8");
+        pending = Buffer.concat([pending, buf.subarray(0, bytesRead)]);
       } finally {
         await fh.close();
       }
-      const lines = pending.split("\n");
-      pending = lines.pop() ?? "";
-      for (const line of lines) {
-        const m = /^\S+ (stdout|stderr) ([PF])(?::\S+)? (.*)$/.exec(line);
-        if (!m) continue;
-        const out = m[1] === "stderr" ? o.stderr : o.stdout;
-        out?.write(m[2] === "F" ? `${m[3]}\n` : (m[3] ?? ""));
+      for (let nl = pending.indexOf(0x0a); nl >= 0; nl = pending.indexOf(0x0a)) {
+        writeLogRecord(pending.subarray(0, nl), o);
+        pending = pending.subarray(nl + 1);
       }
       continue;
     }
     await new Promise((r) => setTimeout(r, 50));
   }
+}
+
+/**
+ * Writes the content of one CRI log record (`<time> <stream> <tags> <content>`, without its
+ * newline) to the stream it came from. Tag F ends a line (conmon dropped its newline), P does
+ * not. Content is copied as bytes: a terminal's records end in CR and may hold any control byte.
+ */
+function writeLogRecord(line: Buffer, o: { stdout: Writable | undefined; stderr: Writable | undefined }): void {
+  const a = line.indexOf(0x20);
+  const b = a < 0 ? -1 : line.indexOf(0x20, a + 1);
+  if (b < 0) return;
+  const c = line.indexOf(0x20, b + 1);
+  const stream = line.toString("latin1", a + 1, b);
+  const tag = line.toString("latin1", b + 1, c < 0 ? line.length : c);
+  const out = stream === "stderr" ? o.stderr : stream === "stdout" ? o.stdout : undefined;
+  if (out === undefined || out.destroyed || (tag[0] !== "F" && tag[0] !== "P")) return;
+  const content = c < 0 ? Buffer.alloc(0) : line.subarray(c + 1);
+  out.write(tag[0] === "F" ? Buffer.concat([content, Buffer.from("\n")]) : content);
 }
 
 /**

@@ -202,9 +202,12 @@ export async function versions(berth: string, containerd: string): Promise<Recor
   };
 }
 
-/** Writes the raw results to `bench/results/<timestamp>.json`; returns the path. */
+/**
+ * Writes the raw results to `bench/results/<timestamp>.json` (or under `$BERTH_BENCH_RESULTS`, which
+ * the test command sets so its smoke run leaves nothing in the tree); returns the path.
+ */
 export async function writeResults(startedAt: Date, data: Record<string, unknown>): Promise<string> {
-  const dir = join(REPO, "bench", "results");
+  const dir = process.env.BERTH_BENCH_RESULTS || join(REPO, "bench", "results");
   await mkdir(dir, { recursive: true });
   const path = join(dir, `${startedAt.toISOString().replace(/[:.]/g, "-")}.json`);
   await writeFile(path, `${JSON.stringify(data, null, 2)}\n`);

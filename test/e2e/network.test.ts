@@ -7,7 +7,7 @@
  * - "bridge network": berth's default conflist (bridge `bte2e-net0`, 10.231.21.0/24); pods talk to each other
  *   and to a hostPort on 127.0.0.1, and are checked for leftovers after stop/remove and after a SIGKILL + restart.
  * - "conf dir changes": starts with an empty conf dir and a private plugin dir first in `bin_dirs` holding
- *   shell-script plugins (fail ADD, fail everything, hang, record what they were given) and a 2 s plugin
+ *   shell-script plugins (fail ADD, fail everything, hang, record what they were given) and a 6 s plugin
  *   timeout; conflists are swapped in and out to check NetworkReady, broken configurations, a crash mid-ADD,
  *   the timeout, `{{podCidr}}` and ipRanges, the CNI arguments and capabilities, and the bandwidth plugin.
  *
@@ -267,7 +267,7 @@ if (env.CNI_COMMAND === "ADD") process.stdout.write(JSON.stringify(conf.prevResu
       env = await startEnv({
         bridges: ["bte2e-brk0", "bte2e-bw0", "bte2e-cidr0", "bte2e-part0"],
         latencies,
-        config: `bin_dirs = ["${bin}", "/usr/lib/cni"]\nplugin_timeout_seconds = 2\n`,
+        config: `bin_dirs = ["${bin}", "/usr/lib/cni"]\nplugin_timeout_seconds = 6\n`,
         extraDirs: [bin],
       });
       await env.d.client.image.pullImage({ image: { image: busybox() } });
@@ -400,8 +400,8 @@ if (env.CNI_COMMAND === "ADD") process.stdout.write(JSON.stringify(conf.prevResu
       const ms = performance.now() - started;
       assert.ok(err instanceof ConnectError, String(err));
       assert.equal(err.code, Code.DeadlineExceeded, err.rawMessage);
-      assert.match(err.rawMessage, /cni plugin berth-e2e-hang ADD: timed out after 2000 ms/);
-      assert.ok(ms >= 2000 && ms < 10_000, `failed after ${ms} ms`);
+      assert.match(err.rawMessage, /cni plugin berth-e2e-hang ADD: timed out after 6000 ms/);
+      assert.ok(ms >= 6000 && ms < 15_000, `failed after ${ms} ms`);
       const pid = Number((await readFile(join(bin, "hang.pid"), "utf8")).trim());
       assert.throws(() => process.kill(pid, 0), /ESRCH/, "the plugin was killed");
       await env.assertNothingLeft();

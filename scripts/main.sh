@@ -19,7 +19,7 @@ if berth version >/dev/null 2>&1; then
 else
   echo "main: starting berthd (log: $LOG)"
   mkdir -p "$(dirname "$LOG")"
-  nohup node dist/src/bin/berthd.js --socket "$SOCKET" >>"$LOG" 2>&1 &
+  nohup dist/src/bin/berthd.js --socket "$SOCKET" >>"$LOG" 2>&1 &
   for _ in $(seq 1 100); do berth version >/dev/null 2>&1 && break; sleep 0.1; done
 fi
 berth version

@@ -42,6 +42,7 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
 fi
 
 npm run build --silent
+chmod +x dist/src/bin/*.js   # run directly, so their #! lines (node flags) apply
 
 # A default CNI network for pods, only when the host has none (berthd never writes it itself).
 # Written to a temp file first: a failed command must not leave an empty config behind.

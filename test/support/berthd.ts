@@ -1,5 +1,5 @@
 import { type ChildProcess, spawn } from "node:child_process";
-import { existsSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { mkdtemp, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
@@ -12,8 +12,16 @@ const REPO = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
 /** The daemon's entry: the built one when present (fast start), else the TypeScript source through tsx. */
 export function berthdCommand(): string[] {
   const built = join(REPO, "dist", "src", "bin", "berthd.js");
-  if (existsSync(built) && process.env.BERTH_TEST_FROM_SOURCE !== "1") return [process.execPath, built];
-  return [process.execPath, "--import", "tsx", join(REPO, "src", "bin", "berthd.ts")];
+  const flags = nodeFlags(join(REPO, "src", "bin", "berthd.ts"));
+  if (existsSync(built) && process.env.BERTH_TEST_FROM_SOURCE !== "1") return [process.execPath, ...flags, built];
+  return [process.execPath, ...flags, "--import", "tsx", join(REPO, "src", "bin", "berthd.ts")];
+}
+
+/** The node flags of a script's `#!/usr/bin/env -S node ...` line, so tests run berthd as installed. */
+function nodeFlags(script: string): string[] {
+  const first = readFileSync(script, "utf8").split("\n", 1)[0] ?? "";
+  const m = /^#!.*\bnode\b(.*)$/.exec(first);
+  return (m?.[1] ?? "").split(/\s+/).filter((f) => f.startsWith("--"));
 }
 
 /** A berthd started by a test on its own root, state and socket. */

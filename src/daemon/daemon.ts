@@ -1,12 +1,14 @@
 import { accessSync, constants } from "node:fs";
 import { chmod, mkdir } from "node:fs/promises";
 import { createServer, type Http2Session } from "node:http2";
+import { createServer as createNetServer } from "node:net";
 import { join } from "node:path";
 import type { Config } from "../config/index.js";
 import { type Condition, type CriContext, createCriHandler } from "../cri/index.js";
 import type { Logger } from "../log/index.js";
 import { openStore, type Store } from "../store/index.js";
 import { packageVersion } from "../util/index.js";
+import { acceptWithAuthorityFix } from "./authority.js";
 import { lockRoot, type RootLock } from "./lock.js";
 import { buildModules } from "./modules.js";
 import { clearStaleSocket } from "./socket.js";
@@ -63,18 +65,23 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
       pods: { sandboxes: modules.sandboxes, containers: modules.containers },
     };
 
+    // The HTTP/2 server does not listen itself: a plain listener accepts each connection and
+    // hands it over, through the :authority fix that pre-1.31 kubelets need (see authority.ts).
     const server = createServer(createCriHandler(ctx));
     const sessions = new Set<Http2Session>();
     server.on("session", (s) => {
       sessions.add(s);
       s.once("close", () => sessions.delete(s));
     });
+    const listener = createNetServer((socket) =>
+      acceptWithAuthorityFix(socket, (stream) => server.emit("connection", stream)),
+    );
     await mkdir(join(config.socket, ".."), { recursive: true });
     await clearStaleSocket(config.socket);
     await new Promise<void>((resolve, reject) => {
-      server.once("error", reject);
-      server.listen(config.socket, () => {
-        server.off("error", reject);
+      listener.once("error", reject);
+      listener.listen(config.socket, () => {
+        listener.off("error", reject);
         resolve();
       });
     });
@@ -83,8 +90,8 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
       () =>
         new Promise<void>((resolve) => {
           // close() stops new connections; each session's graceful close lets its
-          // in-flight streams finish, then the server's callback fires.
-          server.close(() => resolve());
+          // in-flight streams finish and ends its connection, then the callback fires.
+          listener.close(() => resolve());
           for (const s of sessions) s.close();
         }),
     );

@@ -61,14 +61,16 @@ function toCriNsMode(m: NamespaceMode): CriNamespaceMode {
   }[m];
 }
 
-function namespaces(o: NamespaceOption | undefined, forContainer: boolean): NamespaceOptions {
+/**
+ * Namespace modes as sent. An unset field is the enum's zero value, POD, as in containerd: a container
+ * with pid POD shares the PID namespace of its pod (see pidNamespaceOpt in pods for a pod without one).
+ * Only a sandbox sent with no NamespaceOption at all gets pid CONTAINER, so that crictl's bare pods run
+ * no infra process; the kubelet always sends pid explicitly (CONTAINER unless shareProcessNamespace).
+ */
+function namespaces(o: NamespaceOption | undefined): NamespaceOptions {
   return {
     network: nsMode(o?.network ?? CriNamespaceMode.POD),
-    // An unset pid mode is POD for the sandbox's enum zero value, but the kubelet means
-    // "own PID namespace" unless shareProcessNamespace is set, which it sends as POD explicitly;
-    // the zero value of NamespaceMode is POD, so containers treat it as CONTAINER unless the
-    // sandbox itself asked for a shared one (resolved by the caller).
-    pid: nsMode(o?.pid ?? (forContainer ? CriNamespaceMode.CONTAINER : CriNamespaceMode.CONTAINER)),
+    pid: nsMode(o?.pid ?? CriNamespaceMode.POD),
     ipc: nsMode(o?.ipc ?? CriNamespaceMode.POD),
     targetId: o?.targetId ?? "",
   };
@@ -78,7 +80,16 @@ function int64(v: Int64Value | undefined): number | undefined {
   return v === undefined ? undefined : Number(v.value);
 }
 
-function profile(p: CriSecurityProfile | undefined, legacyPath: string): SecurityProfile | undefined {
+/**
+ * A seccomp or AppArmor profile: the SecurityProfile message, else the legacy string field that
+ * pre-1.19 kubelets send ("" means none). A legacy value berth cannot read is InvalidArgument, as in
+ * containerd, rather than silently running the container unconfined.
+ */
+function profile(
+  kind: "seccomp" | "apparmor",
+  p: CriSecurityProfile | undefined,
+  legacyPath: string,
+): SecurityProfile | undefined {
   if (p) {
     const type =
       p.profileType === SecurityProfile_ProfileType.RuntimeDefault
@@ -88,13 +99,13 @@ function profile(p: CriSecurityProfile | undefined, legacyPath: string): Securit
           : "localhost";
     return { type, localhostRef: p.localhostRef };
   }
-  // Pre-1.19 kubelets send the profile as a string field.
+  if (legacyPath === "") return undefined;
   if (legacyPath === "runtime/default" || legacyPath === "docker/default")
     return { type: "runtime-default", localhostRef: "" };
   if (legacyPath === "unconfined") return { type: "unconfined", localhostRef: "" };
   if (legacyPath.startsWith("localhost/"))
     return { type: "localhost", localhostRef: legacyPath.slice("localhost/".length) };
-  return undefined;
+  throw invalidArgument(`unsupported ${kind} profile ${JSON.stringify(legacyPath)}`);
 }
 
 /** The domain form of CRI resources (int64 become numbers: far below 2^53 in practice). */
@@ -120,7 +131,9 @@ export function toSandboxConfig(c: PodSandboxConfig | undefined): SandboxConfig 
   if (!c) throw invalidArgument("pod sandbox config is required");
   if (!c.metadata) throw invalidArgument("pod sandbox metadata is required");
   const sc = c.linux?.securityContext;
-  const ns = namespaces(sc?.namespaceOptions, false);
+  const ns = namespaces(sc?.namespaceOptions);
+  // A bare pod (no NamespaceOption) gets no shared PID namespace, hence no infra process.
+  if (!sc?.namespaceOptions) ns.pid = "container";
   const out: SandboxConfig = {
     metadata: {
       name: c.metadata.name,
@@ -155,7 +168,7 @@ export function toSandboxConfig(c: PodSandboxConfig | undefined): SandboxConfig 
   if (runAsUser !== undefined) out.runAsUser = runAsUser;
   const runAsGroup = int64(sc?.runAsGroup);
   if (runAsGroup !== undefined) out.runAsGroup = runAsGroup;
-  const seccomp = profile(sc?.seccomp, sc?.seccompProfilePath ?? "");
+  const seccomp = profile("seccomp", sc?.seccomp, sc?.seccompProfilePath ?? "");
   if (seccomp) out.seccomp = seccomp;
   return out;
 }
@@ -186,9 +199,7 @@ export function toContainerConfig(c: CriContainerConfig | undefined, sandbox: Sa
   if (!c.metadata?.name) throw invalidArgument("container metadata name is required");
   if (!c.image?.image) throw invalidArgument("container image is required");
   const sc = c.linux?.securityContext;
-  const ns = namespaces(sc?.namespaceOptions, true);
-  // A container shares the pod's PID namespace only when asked explicitly.
-  if (!sc?.namespaceOptions) ns.pid = "container";
+  const ns = namespaces(sc?.namespaceOptions);
   const out: ContainerConfig = {
     name: c.metadata.name,
     attempt: c.metadata.attempt,
@@ -248,10 +259,15 @@ export function toContainerConfig(c: CriContainerConfig | undefined, sandbox: Sa
   const runAsUser = int64(sc?.runAsUser);
   if (runAsUser !== undefined) out.runAsUser = runAsUser;
   const runAsGroup = int64(sc?.runAsGroup);
-  if (runAsGroup !== undefined) out.runAsGroup = runAsGroup;
-  const seccomp = profile(sc?.seccomp, sc?.seccompProfilePath ?? "");
+  if (runAsGroup !== undefined) {
+    // A group alone would silently pair with the image's user; containerd refuses it the same way.
+    if (runAsUser === undefined && !out.runAsUsername)
+      throw invalidArgument(`user group "${runAsGroup}" is specified without user`);
+    out.runAsGroup = runAsGroup;
+  }
+  const seccomp = profile("seccomp", sc?.seccomp, sc?.seccompProfilePath ?? "");
   if (seccomp) out.seccomp = seccomp;
-  const apparmor = profile(sc?.apparmor, sc?.apparmorProfile ?? "");
+  const apparmor = profile("apparmor", sc?.apparmor, sc?.apparmorProfile ?? "");
   if (apparmor) out.apparmor = apparmor;
   return out;
 }

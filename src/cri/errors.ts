@@ -35,8 +35,8 @@ export function edgeInterceptor(log: Logger): Interceptor {
     const rpc = req.method.name;
     try {
       const res = await next(req);
-      log.debug({ rpc, ms: elapsedMs(started), code: "OK" }, "rpc");
-      if (!req.stream && LOUD_RPCS.has(rpc)) log.info({ rpc, ms: elapsedMs(started), code: "OK" }, "rpc");
+      const level = !req.stream && LOUD_RPCS.has(rpc) ? "info" : "debug";
+      log[level]({ rpc, ms: elapsedMs(started), code: "OK" }, "rpc");
       return res;
     } catch (err) {
       const ce = toConnectError(err);

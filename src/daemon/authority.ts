@@ -211,7 +211,10 @@ class AuthorityRewriter extends Transform {
   override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
     this.pending = this.pending.length ? Buffer.concat([this.pending, chunk]) : chunk;
     if (!this.prefaceSeen) {
-      if (this.pending.length < PREFACE_LENGTH) return cb();
+      if (this.pending.length < PREFACE_LENGTH) {
+        cb();
+        return;
+      }
       this.push(this.pending.subarray(0, PREFACE_LENGTH));
       this.pending = this.pending.subarray(PREFACE_LENGTH);
       this.prefaceSeen = true;

@@ -109,12 +109,16 @@ export async function buildModules(config: Config, store: Store, log: Logger): P
         podName: m.name,
         podNamespace: m.namespace,
         podUid: m.uid,
-        portMappings: sb.config.portMappings.map((p) => ({
-          hostPort: p.hostPort,
-          containerPort: p.containerPort,
-          protocol: p.protocol,
-          ...(p.hostIp ? { hostIP: p.hostIp } : {}),
-        })),
+        // A mapping without a host port only documents the container's port (the kubelet sends one for
+        // every declared containerPort): the portmap plugin rejects host port 0, and containerd drops them too.
+        portMappings: sb.config.portMappings
+          .filter((p) => p.hostPort > 0)
+          .map((p) => ({
+            hostPort: p.hostPort,
+            containerPort: p.containerPort,
+            protocol: p.protocol,
+            ...(p.hostIp ? { hostIP: p.hostIp } : {}),
+          })),
         ...(bandwidth ? { bandwidth } : {}),
         ...(sb.config.dns ? { dns: sb.config.dns } : {}),
         ...(options.signal ? { signal: options.signal } : {}),

@@ -177,6 +177,24 @@ describe("mounts, namespaces, env, user, devices", () => {
     );
   });
 
+  test("an rshared bind makes the root mount rshared, an rslave one rslave; private binds leave it unset", async () => {
+    const bind = (propagation: "private" | "rslave" | "rshared", dest = "/d") => ({
+      hostPath: "/h",
+      containerPath: dest,
+      propagation,
+    });
+    const root = async (...groups: (readonly ReturnType<typeof bind>[])[]) =>
+      (await buildSpec(...groups.map((g) => withBindMounts(g)))).linux?.rootfsPropagation;
+    assert.equal(await root([bind("private")]), undefined);
+    assert.equal(await root([bind("private"), bind("rslave", "/e")]), "rslave");
+    assert.equal(await root([bind("rslave"), bind("rshared", "/e"), bind("rslave", "/f")]), "rshared");
+    assert.equal(
+      await root([bind("rshared")], [bind("rslave", "/e")]),
+      "rshared",
+      "a later rslave bind never narrows it",
+    );
+  });
+
   test("namespaces can join a path or use the host's", async () => {
     const s = await buildSpec(withNamespace("network", "/var/run/netns/cni-1"), withHostNamespace("pid"));
     assert.deepEqual(

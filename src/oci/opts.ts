@@ -379,9 +379,19 @@ export interface BindMount {
 /**
  * Adds recursive bind mounts. A mount at a destination that already has one (a default such as /dev/shm, or
  * an earlier bind) replaces it; new mounts are ordered shallowest first so parents mount before children.
+ *
+ * An rshared or rslave bind also makes the root mount's propagation at least as open (rshared > rslave), as
+ * containerd does: runc makes the container's mount tree a slave of the host's by default, and a bind taken
+ * from a slave copy only receives events, so a container's mounts under an rshared bind would never reach
+ * the host.
  */
 export function withBindMounts(binds: readonly BindMount[]): SpecOpt {
   return (spec) => {
+    for (const b of binds) {
+      const root = spec.linux?.rootfsPropagation;
+      if (b.propagation === "rshared") linux(spec).rootfsPropagation = "rshared";
+      else if (b.propagation === "rslave" && root !== "rshared") linux(spec).rootfsPropagation = "rslave";
+    }
     const added: Mount[] = binds.map((b) => {
       if (!b.containerPath.startsWith("/"))
         throw invalidArgument(`mount destination ${JSON.stringify(b.containerPath)} is not absolute`);

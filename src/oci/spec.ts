@@ -84,6 +84,8 @@ export interface Linux {
   maskedPaths?: string[];
   readonlyPaths?: string[];
   mountLabel?: string;
+  /** Propagation of the container's root mount ("rprivate", "rslave", "rshared", ...). */
+  rootfsPropagation?: string;
   uidMappings?: LinuxIDMapping[];
   gidMappings?: LinuxIDMapping[];
 }

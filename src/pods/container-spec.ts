@@ -31,7 +31,7 @@ import {
   withTerminal,
   withUser,
 } from "../oci/index.js";
-import type { ContainerConfig, SandboxRecord } from "./types.js";
+import type { ContainerConfig, NamespaceMode, SandboxRecord } from "./types.js";
 import type { ResolvedUser } from "./users.js";
 
 /** The parts of an OCI image config a container is built from. */
@@ -75,9 +75,12 @@ export function processArgs(config: Pick<ContainerConfig, "command" | "args">, i
   return argv;
 }
 
-/** Image env, then the container's env overriding by name; PATH always set; HOSTNAME like containerd. */
+/**
+ * Image env, then the container's env overriding by name; PATH always set; HOSTNAME like containerd, and
+ * TERM=xterm for a terminal (containerd's WithTTY) unless the image or the container sets TERM.
+ */
 export function processEnv(
-  config: Pick<ContainerConfig, "envs">,
+  config: Pick<ContainerConfig, "envs" | "tty">,
   image: ImageRuntimeConfig,
   hostname: string,
 ): string[] {
@@ -88,6 +91,7 @@ export function processEnv(
   }
   if (!env.has("PATH")) env.set("PATH", DEFAULT_PATH_ENV.slice("PATH=".length));
   if (hostname) env.set("HOSTNAME", hostname);
+  if (config.tty && !env.has("TERM")) env.set("TERM", "xterm");
   for (const { key, value } of config.envs) env.set(key, value);
   return [...env].map(([k, v]) => `${k}=${v}`);
 }
@@ -168,20 +172,35 @@ function namespaceOpts(input: ContainerSpecInput): SpecOpt[] {
     sandbox.config.namespaces.ipc === "node" ? withHostNamespace("ipc") : join_("ipc", sandbox.ipcPath),
     sandbox.config.namespaces.network === "node" ? withHostNamespace("uts") : join_("uts", sandbox.utsPath),
   ];
-  switch (config.namespaces.pid) {
-    case "node":
-      opts.push(withHostNamespace("pid"));
-      break;
-    case "pod":
-    case "target":
-      if (!input.pidNamespacePath)
-        throw failedPrecondition(`no PID namespace to join for pid mode ${config.namespaces.pid}`);
-      opts.push(withNamespace("pid", input.pidNamespacePath));
-      break;
-    default:
-      opts.push(withNamespace("pid"));
-  }
+  opts.push(pidNamespaceOpt(config.namespaces.pid, sandbox.config.namespaces.pid, input.pidNamespacePath));
   return opts;
+}
+
+/**
+ * The container's PID namespace. Mode POD (also the CRI default) means the pod's, as in containerd: the
+ * infra process's (`namespacePath`) when the pod shares one, the host's for a host-PID pod, and else a
+ * new one: such a pod runs no process whose namespace could be joined (containerd would join its pause
+ * container's, which the kubelet never asks for: it sends CONTAINER for those pods).
+ */
+export function pidNamespaceOpt(
+  mode: NamespaceMode,
+  podMode: NamespaceMode,
+  namespacePath: string | undefined,
+): SpecOpt {
+  switch (mode) {
+    case "node":
+      return withHostNamespace("pid");
+    case "pod":
+      if (podMode === "node") return withHostNamespace("pid");
+      if (podMode !== "pod") return withNamespace("pid");
+      if (!namespacePath) throw failedPrecondition("no PID namespace to join for pid mode pod");
+      return withNamespace("pid", namespacePath);
+    case "target":
+      if (!namespacePath) throw failedPrecondition("no PID namespace to join for pid mode target");
+      return withNamespace("pid", namespacePath);
+    default:
+      return withNamespace("pid");
+  }
 }
 
 /** The pod's files and /dev/shm, then the CRI mounts (which win on the same destination). */

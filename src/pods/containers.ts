@@ -428,7 +428,9 @@ export class ContainerManager {
       return { pidNamespacePath: `/proc/${target.pid}/ns/pid` };
     }
     if (config.namespaces.pid === "pod") {
+      // Only a pod with a shared PID namespace has an infra process holding one; the spec resolves the rest.
       const sb = this.o.sandboxes.get(sandboxId);
+      if (sb.config.namespaces.pid !== "pod") return {};
       if (!sb.infraPid) throw failedPrecondition(`pod ${sandboxId} has no shared PID namespace`);
       return { pidNamespacePath: `/proc/${sb.infraPid}/ns/pid` };
     }

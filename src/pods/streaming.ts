@@ -89,11 +89,13 @@ export function createStreamingBackend(o: StreamingBackendOptions): StreamingBac
       const signal = AbortSignal.any([io.signal, done.signal]);
       const tasks: Promise<unknown>[] = [];
       if (req.stdout || req.stderr) {
+        // Without a path from the kubelet, conmon logs to the runtime's default file.
+        const logPath = rec.logPath || o.runtime.defaultLogPath(rec.id);
         // Where the log ends now, before any stdin is relayed: the container's answer to the
         // client's first line must come after it, however slow the follower's first stat is.
-        const from = await stat(rec.logPath).catch(() => undefined);
+        const from = await stat(logPath).catch(() => undefined);
         tasks.push(
-          followLog(rec.logPath, {
+          followLog(logPath, {
             from: from ? { ino: from.ino, pos: from.size } : { ino: -1, pos: 0 },
             stdout: req.stdout ? io.stdout : undefined,
             stderr: req.stderr ? io.stderr : undefined,
@@ -102,13 +104,14 @@ export function createStreamingBackend(o: StreamingBackendOptions): StreamingBac
         );
       }
       if (req.tty) {
-        tasks.push(
-          (async () => {
-            for await (const size of io.resize) {
-              await writeCtl(o.runtime.ctlFifoPath(rec.id), `1 ${size.height} ${size.width}\n`).catch(() => {});
-            }
-          })(),
-        );
+        // Not one of `tasks`: the resize stream ends only once attach has returned, so awaiting it
+        // would keep the session open after the container exits or the client closes stdin.
+        void (async () => {
+          for await (const size of io.resize) {
+            if (signal.aborted) return;
+            await writeCtl(o.runtime.ctlFifoPath(rec.id), `1 ${size.height} ${size.width}\n`).catch(() => {});
+          }
+        })();
       }
       if (req.stdin && io.stdin && rec.config.stdin) {
         // conmon binds the socket in the bundle directory, next to the ctl FIFO, and links

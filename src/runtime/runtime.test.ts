@@ -28,6 +28,7 @@ import {
   type SpecOpt,
   withArgs,
   withCgroupsPath,
+  withEnv,
   withPrivileged,
   withResources,
   withRootPath,
@@ -254,6 +255,7 @@ describe("container runtime with runc and conmon", { skip, timeout: 180_000 }, (
     await rt.createContainer({ id, spec });
     await rt.start(id);
     const log = join(stateDir, "containers", id, "container.log");
+    assert.equal(rt.defaultLogPath(id), log);
     await waitUntil("default log", async () => (await readFile(log, "utf8").catch(() => "")).includes("quiet"));
     await rt.delete(id);
 
@@ -300,6 +302,26 @@ describe("container runtime with runc and conmon", { skip, timeout: 180_000 }, (
     assert.match(out, /stdout F \/dev\/kmsg/);
     assert.equal((await rt.status(id)).exitCode, 0);
     await rt.delete(id);
+  });
+
+  test("prepareExec adds TERM=xterm for a terminal unless the container's env has a TERM", async () => {
+    const termOf = async (id: string, tty: boolean) => {
+      const cmd = await rt.prepareExec(id, ["true"], { tty });
+      try {
+        const processPath = cmd.args[cmd.args.indexOf("--process") + 1] ?? "";
+        const proc = JSON.parse(await readFile(processPath, "utf8")) as { env?: string[] };
+        return (proc.env ?? []).filter((e) => e.startsWith("TERM="));
+      } finally {
+        await cmd.cleanup();
+      }
+    };
+    const plain = await create("exec-term", "sleep 1000");
+    assert.deepEqual(await termOf(plain.id, true), ["TERM=xterm"]);
+    assert.deepEqual(await termOf(plain.id, false), []);
+    const own = await create("exec-own-term", "sleep 1000", [withEnv(["TERM=vt100"])]);
+    assert.deepEqual(await termOf(own.id, true), ["TERM=vt100"]);
+    await rt.delete(plain.id);
+    await rt.delete(own.id);
   });
 
   test("a created container that never started can be stopped and deleted", async () => {

@@ -201,6 +201,11 @@ export class ContainerRuntime {
     return this.layout.container(id).ctl;
   }
 
+  /** The CRI log conmon writes when createContainer was given no `logPath`. */
+  defaultLogPath(id: string): string {
+    return this.layout.container(id).defaultLog;
+  }
+
   /**
    * Writes the bundle (config.json atomically, monitor.json), then starts a detached conmon that runs
    * `runc create`. Returns when the container exists in the "created" state, with its init pid. On any
@@ -399,8 +404,9 @@ export class ContainerRuntime {
   }
 
   /**
-   * Prepares an interactive `runc exec` of `cmd` with the container's process settings (env,
-   * user, capabilities; its cgroup and namespaces come with runc exec), for a caller that runs
+   * Prepares an interactive `runc exec` of `cmd` with the container's process settings (env, plus
+   * TERM=xterm on a terminal if the env has no TERM; user, capabilities; its cgroup and namespaces
+   * come with runc exec), for a caller that runs
    * it in the foreground with its own stdio or pseudo-terminal. runc records the exec'd PID in
    * `pidFile`, so the caller can kill the process itself when its client goes away. `cleanup()`
    * removes the temporary files.
@@ -417,6 +423,8 @@ export class ContainerRuntime {
     if (cmd.length === 0) throw new RuntimeError("InvalidArgument", `exec in container ${id}: empty command`);
     const proc: Process = { ...spec.process, args: [...cmd], terminal: options.tty };
     delete proc.consoleSize;
+    // Programs on a terminal need TERM (containerd sets it for exec -t); the container's own wins.
+    if (options.tty && !proc.env?.some((e) => e.startsWith("TERM="))) proc.env = [...(proc.env ?? []), "TERM=xterm"];
     // The terminal has the client's size from the first byte, not 0x0 until a resize arrives.
     if (options.tty && options.consoleSize)
       proc.consoleSize = { width: options.consoleSize.width, height: options.consoleSize.height };

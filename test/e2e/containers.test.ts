@@ -4,7 +4,13 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { Code } from "@connectrpc/connect";
-import { ContainerState, SecurityProfile_ProfileType, Signal } from "../../src/api/gen/runtime/v1/api_pb.js";
+import {
+  ContainerState,
+  MountPropagation,
+  SecurityProfile_ProfileType,
+  Signal,
+} from "../../src/api/gen/runtime/v1/api_pb.js";
+import { mountsUnder, run } from "../../src/sys/index.js";
 import { isRoot } from "../support/berthd.js";
 import {
   type ContainerConfigInit,
@@ -369,6 +375,41 @@ describe("containers", { skip: isRoot() ? false : "needs root (runc, conmon, CNI
         assert.match(out, /^write-refused$/m);
         assert.match(out, / \/data ro[, ]/);
       } finally {
+        await rm(host, { recursive: true, force: true });
+      }
+    });
+
+    test("a mount made by a privileged container under a BIDIRECTIONAL mount of a shared host dir reaches the host", async () => {
+      // The host side must be a shared mount for anything to propagate (/ on this host is private),
+      // as critest arranges it: bind the directory onto itself and make that shared.
+      const host = await mkdtemp(join(tmpdir(), "berth-e2e-rshared-"));
+      const priv = await env.runPod("rshared", { linux: { securityContext: { privileged: true } } });
+      try {
+        await run("mount", ["--bind", host, host], { name: "mount" });
+        await run("mount", ["--make-shared", host], { name: "mount" });
+        await env.startContainer(
+          priv,
+          shell(
+            env,
+            name("rshared"),
+            "mkdir -p /shared/sub && mount -t tmpfs none /shared/sub && echo from-container > /shared/sub/f && exec sleep 3600",
+            {
+              linux: { securityContext: { privileged: true } },
+              mounts: [
+                { containerPath: "/shared", hostPath: host, propagation: MountPropagation.PROPAGATION_BIDIRECTIONAL },
+              ],
+            },
+          ),
+        );
+        const seen = await eventually("the container's tmpfs on the host", async () =>
+          readFile(join(host, "sub", "f"), "utf8").catch(() => undefined),
+        );
+        assert.equal(seen, "from-container\n");
+        assert.ok((await mountsUnder(host)).includes(join(host, "sub")), "the host's mount table has it");
+      } finally {
+        await env.removePod(priv);
+        for (const mp of [join(host, "sub"), host])
+          await run("umount", ["--lazy", mp], { name: "umount" }).catch(() => {});
         await rm(host, { recursive: true, force: true });
       }
     });

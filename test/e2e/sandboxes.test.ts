@@ -239,6 +239,29 @@ describe("pod sandboxes", {
       }
     });
 
+    test("a container with no PID mode (the CRI default, POD) joins its pod's PID namespace, as in containerd", async () => {
+      const podNs = { linux: { securityContext: { namespaceOptions: { pid: NamespaceMode.POD } } } };
+      const shared = await env.runPod("defaultpid", podNs);
+      const hostPid = await env.runPod("defaulthostpid", {
+        linux: { securityContext: { namespaceOptions: { pid: NamespaceMode.NODE } } },
+      });
+      try {
+        // No namespace options at all, and options that leave pid at its zero value.
+        assert.match(await out(shared, "bare", "ps -o pid,args"), /^\s*1 .*catatonit/m);
+        const netOnly = { linux: { securityContext: { namespaceOptions: { network: NamespaceMode.POD } } } };
+        assert.match(await out(shared, "netonly", "ps -o pid,args", netOnly), /^\s*1 .*catatonit/m);
+        const { readlink } = await import("node:fs/promises");
+        assert.equal(
+          await out(hostPid, "bare", "readlink /proc/self/ns/pid"),
+          `${await readlink("/proc/self/ns/pid")}\n`,
+          "in a host-PID pod, the host's",
+        );
+      } finally {
+        await env.removePod(shared);
+        await env.removePod(hostPid);
+      }
+    });
+
     test("a pod with network NODE uses the host's network namespace", async () => {
       const { readlink } = await import("node:fs/promises");
       const pod = await env.runPod("hostnet", {

@@ -15,6 +15,7 @@ import { after, before, describe, test } from "node:test";
 import { Code } from "@connectrpc/connect";
 import { ContainerState } from "../../src/api/gen/runtime/v1/api_pb.js";
 import {
+  type ExecOutcome,
   roundTrip,
   SpdyPortForwardClient,
   spdyExec,
@@ -191,6 +192,15 @@ describe("streaming", { skip: isRoot() ? false : "needs root (runc, conmon, CNI,
       assert.equal(r.exitCode, 0);
     });
 
+    test("TERM is xterm in a terminal exec and in a tty container, unset otherwise", async () => {
+      const script = ["sh", "-c", "echo term=$TERM"];
+      const tty = await spdyExec(await exec(script, { tty: true }), { tty: true, resize: [{ width: 80, height: 24 }] });
+      assert.equal(tty.stdout.toString(), "term=xterm\r\n");
+      assert.equal((await spdyExec(await exec(script), {})).stdout.toString(), "term=\n");
+      const inTty = await env.d.client.runtime.execSync({ containerId: ids.term, cmd: script, timeout: 10n });
+      assert.equal(Buffer.from(inTty.stdout).toString(), "term=xterm\n", "the tty container's own env has it");
+    });
+
     test("a terminal session without stdin gets no stray input and exits 0", async () => {
       const r = await spdyExec(await exec(["sh", "-c", "echo $((1+2))"], { tty: true }), {
         tty: true,
@@ -341,6 +351,59 @@ describe("streaming", { skip: isRoot() ? false : "needs root (runc, conmon, CNI,
         assert.equal(st.status?.state, ContainerState.CONTAINER_RUNNING);
       });
     }
+
+    test("a container created without a log path is attached through the runtime's own log", async () => {
+      const id = await env.startContainer(shells, {
+        metadata: { name: "nolog" },
+        image: { image: env.image("berth-test/busybox") },
+        command: ["sh", "-c", "while read l; do echo nolog:$l; done"],
+        stdin: true,
+      });
+      const st = await env.d.client.runtime.containerStatus({ containerId: id });
+      assert.equal(st.status?.logPath, "", "the status reports the path the kubelet gave");
+      const s = await openSession(await attach(id), { transport: "spdy", stdin: true });
+      s.write("seen\n");
+      await s.stdout.until(/nolog:seen\n/);
+      await s.detach();
+    });
+
+    /** A session's outcome, or a failure naming what hung after `ms`. */
+    const ended = (s: { outcome: Promise<ExecOutcome> }, what: string, ms = 10_000) =>
+      Promise.race([
+        s.outcome,
+        new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`${what}: the session did not end`)), ms)),
+      ]);
+
+    for (const transport of TRANSPORTS) {
+      test(`${transport}: a terminal attach ends when the container exits, though the client's resize stream stays open`, async () => {
+        const id = await env.startContainer(shells, {
+          metadata: { name: `tty-exit-${transport}` },
+          image: { image: env.image("berth-test/busybox") },
+          command: ["sh"],
+          stdin: true,
+          tty: true,
+        });
+        const s = await openSession(await attach(id, { tty: true }), { transport, tty: true, stdin: true });
+        s.resize({ width: 90, height: 25 });
+        s.write("echo bye; exit 3\n");
+        const r = await ended(s, "container exit");
+        assert.match(r.stdout.toString(), /bye\r\n/);
+        assert.equal(r.status?.status, "Success");
+        assert.equal((await env.waitExited(id)).exitCode, 3);
+      });
+    }
+
+    test("a terminal attach ends when the client closes stdin (crictl attach -it); the container keeps running", async () => {
+      const s = await openSession(await attach(ids.term, { tty: true }), { transport: "spdy", tty: true, stdin: true });
+      s.resize({ width: 90, height: 25 });
+      s.write("echo still-here\n");
+      await s.stdout.until(/still-here\r\n/);
+      s.closeStdin();
+      const r = await ended(s, "stdin closed");
+      assert.equal(r.status?.status, "Success");
+      const st = await env.d.client.runtime.containerStatus({ containerId: ids.term });
+      assert.equal(st.status?.state, ContainerState.CONTAINER_RUNNING);
+    });
 
     test("closing stdin detaches (kubectl attach -i ending); the container keeps running", async () => {
       const s = await openSession(await attach(ids.echo), { transport: "spdy", stdin: true });

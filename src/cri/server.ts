@@ -22,7 +22,7 @@ import { getContainerEvents } from "./events.js";
 import { imageFsInfo, imageStatus, listImages, pullImage, removeImage } from "./image.js";
 import { listPodSandbox, podSandboxStatus, removePodSandbox, runPodSandbox, stopPodSandbox } from "./pod-sandbox.js";
 import { runtimeConfig } from "./runtime-config.js";
-import { containerStats, listContainerStats } from "./stats.js";
+import { containerStats, listContainerStats, listPodSandboxStats, podSandboxStats } from "./stats.js";
 import { status } from "./status.js";
 import { attach, exec, portForward } from "./streaming.js";
 import { updateRuntimeConfig } from "./update-runtime-config.js";
@@ -55,6 +55,8 @@ function runtimeServiceImpl(ctx: CriContext): Partial<ServiceImpl<typeof Runtime
     getContainerEvents: (_req, hc) => mapStreamErrors(getContainerEvents(ctx, hc.signal)),
     containerStats: (req) => containerStats(ctx, req),
     listContainerStats: (req) => listContainerStats(ctx, req),
+    podSandboxStats: (req) => podSandboxStats(ctx, req),
+    listPodSandboxStats: (req) => listPodSandboxStats(ctx, req),
   };
 }
 

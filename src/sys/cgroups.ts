@@ -14,6 +14,8 @@ export interface CgroupStats {
   majorPageFaults: bigint;
   /** The memory limit, or undefined when unlimited. */
   memoryLimitBytes: bigint | undefined;
+  /** Processes in the cgroup (pids.current), 0 when unknown. */
+  processCount: number;
 }
 
 async function read(path: string): Promise<string | undefined> {
@@ -50,8 +52,10 @@ export async function readCgroupStats(cgroupPath: string, root = "/sys/fs/cgroup
     const usage = BigInt(v1mem ?? "0");
     const inactive = stat.get("total_inactive_file") ?? 0n;
     const limit = BigInt((await read(join(root, "memory", cgroupPath, "memory.limit_in_bytes"))) ?? "0");
+    const pids = Number((await read(join(root, "pids", cgroupPath, "pids.current"))) ?? "0");
     return {
       timestamp,
+      processCount: Number.isFinite(pids) ? pids : 0,
       cpuUsageNs: BigInt(v1cpu ?? "0"),
       memoryUsageBytes: usage,
       workingSetBytes: usage > inactive ? usage - inactive : 0n,
@@ -69,8 +73,10 @@ export async function readCgroupStats(cgroupPath: string, root = "/sys/fs/cgroup
   const usage = BigInt(current ?? "0");
   const inactive = stat.get("inactive_file") ?? 0n;
   const max = await read(join(dir, "memory.max"));
+  const pids = Number((await read(join(dir, "pids.current"))) ?? "0");
   return {
     timestamp,
+    processCount: Number.isFinite(pids) ? pids : 0,
     cpuUsageNs: (cpuStat.get("usage_usec") ?? 0n) * 1000n,
     memoryUsageBytes: usage,
     workingSetBytes: usage > inactive ? usage - inactive : 0n,

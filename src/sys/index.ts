@@ -11,3 +11,4 @@ export {
   unmountIfMounted,
   unpinNamespace,
 } from "./mounts.js";
+export { type InterfaceCounters, interfaceCounters } from "./netdev.js";

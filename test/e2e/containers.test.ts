@@ -57,6 +57,58 @@ describe("containers", { skip: isRoot() ? false : "needs root (runc, conmon, CNI
     await env?.close();
   });
 
+  describe("stats", () => {
+    test("ContainerStats, ListContainerStats, PodSandboxStats and ListPodSandboxStats report cgroup, layer and network usage", async () => {
+      const statsPod = await env.runPod("stats");
+      const id = await env.startContainer(
+        statsPod,
+        sh("stats", "dd if=/dev/zero of=/tmp/blob bs=1M count=3 2>/dev/null; while true; do sleep 1; done"),
+      );
+      // The writable layer holds the 3 MiB file once dd is done.
+      let layer = 0n;
+      for (let i = 0; i < 50 && layer < 3n * 1024n * 1024n; i++) {
+        const s = (await env.d.client.runtime.containerStats({ containerId: id })).stats;
+        layer = s?.writableLayer?.usedBytes?.value ?? 0n;
+        if (layer < 3n * 1024n * 1024n) await new Promise((r) => setTimeout(r, 100));
+      }
+      const s = (await env.d.client.runtime.containerStats({ containerId: id })).stats;
+      assert.equal(s?.attributes?.id, id);
+      assert.ok((s?.cpu?.usageCoreNanoSeconds?.value ?? 0n) > 0n, "cpu time used");
+      assert.ok((s?.memory?.workingSetBytes?.value ?? 0n) > 0n, "memory in use");
+      assert.ok(layer >= 3n * 1024n * 1024n, `writable layer ${layer} bytes`);
+      // A second sample gives the CPU rate.
+      assert.ok(
+        (await env.d.client.runtime.containerStats({ containerId: id })).stats?.cpu?.usageNanoCores !== undefined,
+      );
+
+      const listed = await env.d.client.runtime.listContainerStats({ filter: { podSandboxId: statsPod.id } });
+      assert.deepEqual(
+        listed.stats.map((x) => x.attributes?.id),
+        [id],
+      );
+
+      const ps = (await env.d.client.runtime.podSandboxStats({ podSandboxId: statsPod.id })).stats;
+      assert.equal(ps?.attributes?.id, statsPod.id);
+      assert.deepEqual(
+        ps?.linux?.containers.map((x) => x.attributes?.id),
+        [id],
+      );
+      assert.ok((ps?.linux?.memory?.workingSetBytes?.value ?? 0n) > 0n, "pod memory");
+      assert.ok((ps?.linux?.process?.processCount?.value ?? 0n) >= 2n, "sh and sleep");
+      assert.equal(ps?.linux?.network?.defaultInterface?.name, "eth0");
+      const all = await env.d.client.runtime.listPodSandboxStats({ filter: { id: statsPod.id } });
+      assert.deepEqual(
+        all.stats.map((x) => x.attributes?.id),
+        [statsPod.id],
+      );
+      await assert.rejects(
+        env.d.client.runtime.podSandboxStats({ podSandboxId: "nope" }),
+        /not_found|NotFound|pod sandbox nope/,
+      );
+      await env.removePod(statsPod);
+    });
+  });
+
   describe("exit status", () => {
     test("a container that exits 0 is Completed with its timestamps in order", async () => {
       const { status } = await env.runToExit(pod, sh("ok", "exit 0"));

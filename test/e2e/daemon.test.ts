@@ -32,6 +32,8 @@ const IMPLEMENTED = new Set([
   "PortForward",
   "ContainerStats",
   "ListContainerStats",
+  "PodSandboxStats",
+  "ListPodSandboxStats",
   "GetContainerEvents",
   "ListImages",
   "ImageStatus",

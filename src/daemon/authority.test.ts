@@ -67,3 +67,27 @@ test("a proper :authority reaches the server unchanged", async () => {
   assert.deepEqual(await get("localhost", ["/x", "/y"]), ["hello /x", "hello /y"]);
   assert.deepEqual(seen, ["localhost", "localhost"]);
 });
+
+test("the server speaks first: its SETTINGS arrive before the client sends any request (grpc-go waits for them)", async () => {
+  const sock = connect(path);
+  try {
+    await new Promise<void>((resolve, reject) => {
+      sock.once("connect", resolve);
+      sock.once("error", reject);
+    });
+    // Client preface and an empty SETTINGS frame, then nothing until the server's SETTINGS arrive.
+    sock.write(
+      Buffer.concat([Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"), Buffer.from([0, 0, 0, 4, 0, 0, 0, 0, 0])]),
+    );
+    const frameType = await new Promise<number>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error("no frame from the server within 2 s")), 2000);
+      sock.once("data", (b: Buffer) => {
+        clearTimeout(timer);
+        resolve(b[3] as number);
+      });
+    });
+    assert.equal(frameType, 4, "the first frame is SETTINGS");
+  } finally {
+    sock.destroy();
+  }
+});

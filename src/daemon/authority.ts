@@ -11,8 +11,7 @@ import hpack from "hpack.js";
  * The rewrite keeps every byte count unchanged — each `/` becomes `-`, whose HPACK Huffman code
  * has the same length — so frame lengths stay valid and the dynamic tables of the client's
  * encoder and the server's decoder stay identical (entry sizes match), while only header blocks
- * are parsed and nothing is re-encoded. Clients that send a proper authority never see this
- * code: their socket is handed to the HTTP/2 server untouched.
+ * are parsed and nothing is re-encoded.
  */
 
 const PREFACE_LENGTH = 24;
@@ -28,67 +27,20 @@ const AUTHORITY_INDEX = 1;
 const SLASH = 0x2f;
 const DASH = 0x2d;
 
-/** Handles one accepted connection: `serve` gets either the socket itself or a rewriting stream in front of it. */
-export function acceptWithAuthorityFix(socket: Socket, serve: (stream: Socket | Duplex) => void): void {
-  const chunks: Buffer[] = [];
-  let decided = false;
-  const onData = (chunk: Buffer) => {
-    chunks.push(chunk);
-    const buf = Buffer.concat(chunks);
-    const verdict = firstHeaderBlockHasSlashAuthority(buf);
-    if (verdict === undefined) return; // need more bytes
-    decided = true;
-    socket.off("data", onData);
-    socket.pause();
-    if (!verdict) {
-      socket.unshift(buf);
-      serve(socket);
-      return;
-    }
-    // The server reads the rewritten client bytes and writes straight to the client's socket.
-    const fixer = new AuthorityRewriter();
-    const duplex = Duplex.from({ readable: fixer, writable: socket });
-    socket.once("close", () => duplex.destroy());
-    fixer.write(buf);
-    socket.pipe(fixer);
-    socket.resume();
-    serve(duplex);
-  };
-  socket.on("data", onData);
-  socket.once("close", () => {
-    if (!decided) socket.off("data", onData);
-  });
-}
-
 /**
- * Looks at the connection's first header block: true when its `:authority` contains a `/`,
- * false when not, undefined when the bytes so far do not reach the end of that block.
+ * Serves one accepted connection through the rewriter. There is no look-ahead: grpc-go clients
+ * wait for the server's SETTINGS frame before they send a request, so the HTTP/2 server must get
+ * the connection at once. The rewriter only parses frame headers and header blocks; other bytes
+ * pass through untouched.
  */
-function firstHeaderBlockHasSlashAuthority(buf: Buffer): boolean | undefined {
-  if (buf.length < PREFACE_LENGTH) return undefined;
-  let at = PREFACE_LENGTH;
-  let block: Buffer[] = [];
-  while (at + FRAME_HEADER <= buf.length) {
-    const len = buf.readUIntBE(at, 3);
-    const type = buf[at + 3] as number;
-    const flags = buf[at + 4] as number;
-    if (at + FRAME_HEADER + len > buf.length) return undefined;
-    const payload = buf.subarray(at + FRAME_HEADER, at + FRAME_HEADER + len);
-    if (type === HEADERS || type === CONTINUATION) {
-      block.push(fragmentOf(type, flags, payload));
-      if (flags & END_HEADERS) {
-        let found = false;
-        walkHeaderBlock(Buffer.concat(block), (value) => {
-          if (value.includes(SLASH)) found = true;
-          return undefined;
-        });
-        block = [];
-        return found;
-      }
-    }
-    at += FRAME_HEADER + len;
-  }
-  return undefined;
+export function acceptWithAuthorityFix(socket: Socket, serve: (stream: Duplex) => void): void {
+  const fixer = new AuthorityRewriter();
+  // The server reads the (rewritten) client bytes and writes straight to the client's socket.
+  const duplex = Duplex.from({ readable: fixer, writable: socket });
+  socket.once("close", () => duplex.destroy());
+  socket.on("error", () => duplex.destroy());
+  socket.pipe(fixer);
+  serve(duplex);
 }
 
 /** The header block fragment inside a HEADERS or CONTINUATION payload (a view: edits reach the frame). */

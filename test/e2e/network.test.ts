@@ -32,7 +32,7 @@ import {
 } from "../../src/api/gen/runtime/v1/api_pb.js";
 import { defaultConflist, POD_CIDR_PLACEHOLDER } from "../../src/network/index.js";
 import { run, runUnchecked } from "../../src/sys/index.js";
-import { isRoot, removeTestDir, startBerthd, type TestDaemon } from "../support/berthd.js";
+import { isRoot, removeAllPods, removeTestDir, startBerthd, type TestDaemon } from "../support/berthd.js";
 import { ensureFixtureRegistry, type FixtureRegistry } from "../support/fixtures.js";
 
 type SandboxConfigInit = MessageInitShape<typeof PodSandboxConfigSchema>;
@@ -726,11 +726,7 @@ async function startEnv(o: {
     },
     async close() {
       try {
-        const { items } = await env.d.client.runtime.listPodSandbox({});
-        for (const sb of items) {
-          await env.d.client.runtime.stopPodSandbox({ podSandboxId: sb.id }).catch(() => {});
-          await env.d.client.runtime.removePodSandbox({ podSandboxId: sb.id }).catch(() => {});
-        }
+        await removeAllPods(env.d.client);
       } finally {
         await env.d.stop("SIGTERM");
         for (const b of o.bridges) await runUnchecked("ip", ["link", "del", b]);

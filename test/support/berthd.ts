@@ -185,6 +185,15 @@ export function runBerthd(
   });
 }
 
+/** Stops and removes every pod sandbox the daemon lists, ignoring per-pod errors (test cleanup). */
+export async function removeAllPods(client: CriClient): Promise<void> {
+  const { items } = await client.runtime.listPodSandbox({});
+  for (const sb of items) {
+    await client.runtime.stopPodSandbox({ podSandboxId: sb.id }).catch(() => {});
+    await client.runtime.removePodSandbox({ podSandboxId: sb.id }).catch(() => {});
+  }
+}
+
 /** True when the tests can do what a container runtime needs (root). */
 export function isRoot(): boolean {
   return process.getuid?.() === 0;

@@ -29,7 +29,7 @@ import {
 } from "../../src/api/gen/runtime/v1/api_pb.js";
 import { defaultConflist } from "../../src/network/index.js";
 import { run } from "../../src/sys/index.js";
-import { removeTestDir, startBerthd, type TestDaemon } from "./berthd.js";
+import { removeAllPods, removeTestDir, startBerthd, type TestDaemon } from "./berthd.js";
 import { ensureFixtureRegistry, type FixtureRegistry } from "./fixtures.js";
 
 /** The plain-object form of a PodSandboxConfig (not a message instance), so tests can spread it. */
@@ -160,11 +160,7 @@ export async function startPodEnv(options: PodEnvOptions): Promise<PodEnv> {
     },
     async close() {
       try {
-        const { items } = await env.d.client.runtime.listPodSandbox({});
-        for (const sb of items) {
-          await env.d.client.runtime.stopPodSandbox({ podSandboxId: sb.id }).catch(() => {});
-          await env.d.client.runtime.removePodSandbox({ podSandboxId: sb.id }).catch(() => {});
-        }
+        await removeAllPods(env.d.client);
       } finally {
         await env.d.stop("SIGTERM");
         await run("ip", ["link", "del", options.bridge], { name: "ip" }).catch(() => {});

@@ -2,6 +2,7 @@
 // A small young generation and one GC helper thread: berthd allocates little per RPC, and every
 // megabyte of idle heap counts against the node it runs on (tests and the benchmark read these
 // flags from this line, so it is the one place they are set).
+import { isAbsolute } from "node:path";
 import { Command, Option } from "commander";
 import { type Config, defaultConfig, formatConfig, loadConfig } from "../config/index.js";
 import { startDaemon } from "../daemon/index.js";
@@ -35,9 +36,13 @@ const program = new Command("berthd")
     } catch (err) {
       fatal(`invalid configuration: ${messageOf(err)}`);
     }
-    if (flags.root) config.root = flags.root;
-    if (flags.state) config.state = flags.state;
-    if (flags.socket) config.socket = flags.socket;
+    for (const key of ["root", "state", "socket"] as const) {
+      const value = flags[key];
+      if (value === undefined) continue;
+      // The same rule as the config file's keys: a relative path would depend on the working directory.
+      if (!isAbsolute(value)) fatal(`--${key}: ${JSON.stringify(value)} is not an absolute path`);
+      config[key] = value;
+    }
     if (flags.logLevel) config.log.level = flags.logLevel;
     const log = createLogger(config.log.level as (typeof LOG_LEVELS)[number]);
     let daemon: Awaited<ReturnType<typeof startDaemon>>;

@@ -39,3 +39,98 @@ test("a TOML syntax error names the line", () => {
 test("the default handler must exist", () => {
   assert.throws(() => parseConfig(`[runtime]\ndefault = "kata"\n`, "c.toml"), /runtime.default: names no handler/);
 });
+
+test("timeouts that are zero, negative, NaN, infinite or beyond the timer range are refused with key and line", () => {
+  for (const [key, table] of [
+    ["plugin_timeout_seconds", "cni"],
+    ["idle_timeout_seconds", "streaming"],
+    ["request_timeout_seconds", "registry"],
+    ["idle_timeout_seconds", "registry"],
+  ] as const) {
+    for (const bad of ["0", "-1", "nan", "inf", "-inf", "2147484", "0.0001"]) {
+      assert.throws(
+        () => parseConfig(`root = "/x"\n[${table}]\n${key} = ${bad}\n`, "c.toml"),
+        { message: new RegExp(`^c\\.toml:3: ${table}\\.${key}: must be a number of seconds from 0\\.001 to 2147483$`) },
+        `${table}.${key} = ${bad}`,
+      );
+    }
+    assert.equal(parseConfig(`[${table}]\n${key} = 2147483\n`)[table][key as never], 2147483);
+    assert.equal(parseConfig(`[${table}]\n${key} = 0.5\n`)[table][key as never], 0.5);
+  }
+});
+
+test("root, state and socket must be absolute paths", () => {
+  for (const key of ["root", "state", "socket"]) {
+    assert.throws(() => parseConfig(`# c\n${key} = ""\n`, "c.toml"), {
+      message: `c.toml:2: ${key}: must be an absolute path`,
+    });
+    assert.throws(() => parseConfig(`${key} = "var/lib/berth"\n`, "c.toml"), {
+      message: `c.toml:1: ${key}: must be an absolute path`,
+    });
+  }
+});
+
+test("other paths, when set, must be absolute", () => {
+  assert.throws(() => parseConfig(`[cni]\nbin_dirs = ["/opt/cni/bin", "bin"]\n`, "c.toml"), {
+    message: 'c.toml:2: cni.bin_dirs: "bin" is not an absolute path',
+  });
+  assert.throws(() => parseConfig(`[runtime.handlers.kata]\npath = "kata"\n`, "c.toml"), {
+    message: 'c.toml:2: runtime.handlers.kata.path: "kata" is not an absolute path',
+  });
+  assert.throws(() => parseConfig(`[registry]\nconfig_path = "/etc/a:certs.d"\n`, "c.toml"), {
+    message: 'c.toml:2: registry.config_path: "certs.d" is not an absolute path',
+  });
+  assert.equal(parseConfig(`[cni]\ncache_dir = ""\n`).cni.cache_dir, "");
+});
+
+test("streaming.address must be an IP literal", () => {
+  for (const bad of ["", "localhost", "127.0.0.1:80", "0.0.0.0/0", "::1]"]) {
+    assert.throws(() => parseConfig(`[streaming]\naddress = ${JSON.stringify(bad)}\n`, "c.toml"), {
+      message: `c.toml:2: streaming.address: ${JSON.stringify(bad)} is not an IP address`,
+    });
+  }
+  assert.equal(parseConfig(`[streaming]\naddress = "::1"\n`).streaming.address, "::1");
+  assert.equal(parseConfig(`[streaming]\naddress = "0.0.0.0"\n`).streaming.address, "0.0.0.0");
+});
+
+test("metrics.address is refused until metrics exist; empty is the default", () => {
+  assert.throws(() => parseConfig(`[metrics]\naddress = "127.0.0.1:9100"\n`, "c.toml"), {
+    message: "c.toml:2: metrics.address: metrics are not supported yet: leave it empty",
+  });
+  assert.equal(parseConfig(`[metrics]\naddress = ""\n`).metrics.address, "");
+});
+
+test("every key of the default config is read by the daemon (no accepted-but-ignored key)", async () => {
+  // The composition root and the CRI handlers are the only readers of the config; every leaf key
+  // must appear in one of them, or in a validation that refuses anything but its default.
+  const { readFile } = await import("node:fs/promises");
+  const readers = (
+    await Promise.all(
+      [
+        "../daemon/modules.ts",
+        "../daemon/daemon.ts",
+        "../bin/berthd.ts",
+        "../cri/runtime-config.ts",
+        "../cri/status.ts",
+      ].map((f) => readFile(new URL(f, import.meta.url), "utf8")),
+    )
+  ).join("\n");
+  const refused = new Set(["sandbox.image", "metrics.address"]);
+  const leaves = (o: Record<string, unknown>, prefix: string[]): string[][] =>
+    Object.entries(o).flatMap(([k, v]) =>
+      typeof v === "object" && v !== null && !Array.isArray(v)
+        ? leaves(v as Record<string, unknown>, [...prefix, k])
+        : [[...prefix, k]],
+    );
+  for (const path of leaves(defaultConfig() as unknown as Record<string, unknown>, [])) {
+    const dotted = path.join(".");
+    if (refused.has(dotted)) continue;
+    // runtime.handlers.runc.path is read as `h.path` over Object.entries(config.runtime.handlers).
+    const last = path.at(-1) as string;
+    const pattern =
+      path[1] === "handlers"
+        ? new RegExp(`\\bh\\.${last}\\b`)
+        : new RegExp(`config\\.${dotted.replaceAll(".", "\\.")}\\b`);
+    assert.match(readers, pattern, `${dotted} is accepted but nothing reads it`);
+  }
+});

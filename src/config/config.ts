@@ -1,4 +1,6 @@
 import { readFile } from "node:fs/promises";
+import { isIP } from "node:net";
+import { isAbsolute } from "node:path";
 import { parse, stringify, TomlError } from "smol-toml";
 import { RuntimeError } from "../errdefs/index.js";
 
@@ -19,6 +21,13 @@ export interface Config {
     max_concurrent_downloads: number;
     /** Platform pulled from multi-platform images, `os/arch[/variant]`; empty = this host. */
     platform: string;
+    /**
+     * Total deadline of one manifest or token request (headers and body). Blob downloads have
+     * none: a large layer that keeps moving may take as long as it needs.
+     */
+    request_timeout_seconds: number;
+    /** Any registry request (blobs too) fails when no byte arrives for this long. */
+    idle_timeout_seconds: number;
   };
   cni: { conf_dir: string; bin_dirs: string[]; cache_dir: string; netns_dir: string; plugin_timeout_seconds: number };
   sandbox: {
@@ -41,6 +50,7 @@ export interface Config {
     restrict_oom_score_adj: boolean;
   };
   streaming: { address: string; port: number; idle_timeout_seconds: number };
+  /** TODO(#14): a metrics endpoint; until it exists only the empty default is accepted. */
   metrics: { address: string };
 }
 
@@ -59,7 +69,13 @@ export function defaultConfig(): Config {
     state: "/run/berth",
     socket: "/run/berth/berth.sock",
     log: { level: "info" },
-    registry: { config_path: "/etc/berth/certs.d", max_concurrent_downloads: 3, platform: "" },
+    registry: {
+      config_path: "/etc/berth/certs.d",
+      max_concurrent_downloads: 3,
+      platform: "",
+      request_timeout_seconds: 60,
+      idle_timeout_seconds: 30,
+    },
     cni: {
       conf_dir: "/etc/cni/net.d",
       bin_dirs: ["/usr/lib/cni", "/opt/cni/bin"],
@@ -155,8 +171,52 @@ function merge(target: Record<string, unknown>, raw: Record<string, unknown>, pa
   }
 }
 
+/** Node's timers hold at most 2^31-1 ms; a longer delay silently becomes 1 ms. */
+export const MAX_TIMEOUT_SECONDS = Math.floor((2 ** 31 - 1) / 1000);
+
+/** Keys holding a timeout in seconds: finite, above zero (a zero timer fires at once) and within timer range. */
+const TIMEOUT_KEYS: Array<[string, string]> = [
+  ["cni", "plugin_timeout_seconds"],
+  ["streaming", "idle_timeout_seconds"],
+  ["registry", "request_timeout_seconds"],
+  ["registry", "idle_timeout_seconds"],
+];
+
 function check(c: Config, text: string, source: string): void {
   const where = { text, source };
+  const sections = c as unknown as Record<string, Record<string, unknown>>;
+  for (const [table, key] of TIMEOUT_KEYS) {
+    const v = sections[table]?.[key] as number;
+    if (!Number.isFinite(v) || v * 1000 < 1 || v > MAX_TIMEOUT_SECONDS)
+      fail(where, [table, key], `must be a number of seconds from 0.001 to ${MAX_TIMEOUT_SECONDS}`);
+  }
+  // berthd's working directory is "/" under a supervisor and anything under a shell: a relative
+  // path would name a different place depending on how it was started.
+  for (const key of ["root", "state", "socket"] as const) {
+    if (!isAbsolute(c[key])) fail(where, [key], "must be an absolute path");
+  }
+  const optionalPaths: Array<[string[], string]> = [
+    [["cni", "conf_dir"], c.cni.conf_dir],
+    [["cni", "cache_dir"], c.cni.cache_dir],
+    [["cni", "netns_dir"], c.cni.netns_dir],
+    [["sandbox", "infra_binary"], c.sandbox.infra_binary],
+    [["runtime", "conmon_path"], c.runtime.conmon_path],
+    ...c.cni.bin_dirs.map((d): [string[], string] => [["cni", "bin_dirs"], d]),
+    ...c.registry.config_path.split(":").map((d): [string[], string] => [["registry", "config_path"], d]),
+    ...Object.entries(c.runtime.handlers).flatMap(
+      ([name, h]): Array<[string[], string]> => [
+        [["runtime", "handlers", name, "path"], h.path],
+        [["runtime", "handlers", name, "root"], h.root],
+      ],
+    ),
+  ];
+  for (const [keyPath, value] of optionalPaths) {
+    if (value !== "" && !isAbsolute(value)) fail(where, keyPath, `${JSON.stringify(value)} is not an absolute path`);
+  }
+  if (isIP(c.streaming.address) === 0)
+    fail(where, ["streaming", "address"], `${JSON.stringify(c.streaming.address)} is not an IP address`);
+  // TODO(#14): serve Prometheus metrics; until then a set address would be silently ignored.
+  if (c.metrics.address !== "") fail(where, ["metrics", "address"], "metrics are not supported yet: leave it empty");
   if (!LOG_LEVELS.includes(c.log.level)) fail(where, ["log", "level"], `must be one of ${LOG_LEVELS.join(", ")}`);
   if (!c.runtime.handlers[c.runtime.default])
     fail(where, ["runtime", "default"], `names no handler under [runtime.handlers]`);

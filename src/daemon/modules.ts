@@ -62,6 +62,11 @@ export async function buildModules(config: Config, store: Store, log: Logger): P
     configPath: config.registry.config_path,
     ...(config.registry.platform ? { platform: config.registry.platform } : {}),
     maxConcurrentDownloads: config.registry.max_concurrent_downloads,
+    registryTimeouts: {
+      requestTimeoutMs: config.registry.request_timeout_seconds * 1000,
+      idleTimeoutMs: config.registry.idle_timeout_seconds * 1000,
+    },
+    stallTimeoutMs: config.registry.idle_timeout_seconds * 1000,
     logger: log.child({ component: "images" }),
   });
   closers.push(() => images.close());

@@ -139,6 +139,17 @@ export type TokenSender = (
   init: { method: string; headers: Record<string, string>; body?: string; signal?: AbortSignal },
 ) => Promise<HttpResponse>;
 
+/** Options of {@link Authorizer.prepare} and {@link Authorizer.authorize}. */
+export interface AuthorizeOptions {
+  signal?: AbortSignal;
+  /**
+   * The registry itself speaks plain HTTP (configured `http://`, or localhost): only then may a
+   * token realm be plain HTTP. A TLS registry whose challenge points to an `http://` realm is
+   * refused, since the token request carries the credentials and the token comes back in clear.
+   */
+  allowPlainHttpRealm?: boolean;
+}
+
 interface CachedToken {
   header: string;
   expiresAt: number;
@@ -173,12 +184,12 @@ export class Authorizer {
     origin: string,
     scopes: string[],
     secret: Secret | undefined,
-    signal?: AbortSignal,
+    options: AuthorizeOptions = {},
   ): Promise<string | undefined> {
     if (secret?.registryToken) return `Bearer ${secret.registryToken}`;
     const challenge = this.challenges.get(origin);
     if (challenge === undefined) return undefined;
-    return this.fromChallenge(challenge, scopes, secret, signal, undefined);
+    return this.fromChallenge(challenge, scopes, secret, options, undefined);
   }
 
   /**
@@ -190,7 +201,7 @@ export class Authorizer {
     challenges: Challenge[],
     scopes: string[],
     secret: Secret | undefined,
-    options: { signal?: AbortSignal; rejected?: string | undefined },
+    options: AuthorizeOptions & { rejected?: string | undefined },
   ): Promise<string> {
     if (secret?.registryToken) throw new RuntimeError("Unauthenticated", `${origin}: the registry token was rejected`);
     const challenge = challenges.find((c) => c.scheme === "bearer") ?? challenges.find((c) => c.scheme === "basic");
@@ -201,7 +212,7 @@ export class Authorizer {
       );
     }
     this.challenges.set(origin, challenge);
-    const header = await this.fromChallenge(challenge, scopes, secret, options.signal, options.rejected);
+    const header = await this.fromChallenge(challenge, scopes, secret, options, options.rejected);
     if (header === undefined || header === options.rejected) {
       throw new RuntimeError(
         "Unauthenticated",
@@ -215,7 +226,7 @@ export class Authorizer {
     challenge: Challenge,
     scopes: string[],
     secret: Secret | undefined,
-    signal: AbortSignal | undefined,
+    options: AuthorizeOptions,
     rejected: string | undefined,
   ): Promise<string | undefined> {
     if (challenge.scheme === "basic") {
@@ -233,7 +244,7 @@ export class Authorizer {
     if (cached) this.tokens.delete(key);
     let pending = this.inflight.get(key);
     if (pending === undefined) {
-      pending = this.fetchToken(realm, service, wanted, secret, signal).finally(() => this.inflight.delete(key));
+      pending = this.fetchToken(realm, service, wanted, secret, options).finally(() => this.inflight.delete(key));
       this.inflight.set(key, pending);
     }
     const token = await pending;
@@ -246,13 +257,22 @@ export class Authorizer {
     service: string,
     scopes: string[],
     secret: Secret | undefined,
-    signal?: AbortSignal,
+    options: AuthorizeOptions,
   ): Promise<CachedToken> {
+    const { signal } = options;
     let url: URL;
     try {
       url = new URL(realm);
     } catch {
       throw new RuntimeError("Unauthenticated", `invalid token realm ${JSON.stringify(realm)}`);
+    }
+    if (url.protocol !== "https:" && url.protocol !== "http:")
+      throw new RuntimeError("Unauthenticated", `token realm ${redact(url)}: unsupported scheme ${url.protocol}`);
+    if (url.protocol === "http:" && !options.allowPlainHttpRealm) {
+      throw new RuntimeError(
+        "PermissionDenied",
+        `token realm ${redact(url)} is plain HTTP but the registry uses TLS: refusing to send credentials or receive a token in clear text`,
+      );
     }
     const headers: Record<string, string> = { accept: "application/json" };
     let res: HttpResponse;
@@ -271,7 +291,7 @@ export class Authorizer {
         headers,
         body: form.toString(),
         ...(signal ? { signal } : {}),
-      });
+      }).catch(tokenFailure());
     } else {
       if (service) url.searchParams.set("service", service);
       for (const s of scopes) url.searchParams.append("scope", s);
@@ -279,9 +299,9 @@ export class Authorizer {
         url.searchParams.set("account", secret.username);
         headers.authorization = `Basic ${Buffer.from(`${secret.username}:${secret.password ?? ""}`).toString("base64")}`;
       }
-      res = await this.sendToken(url, { method: "GET", headers, ...(signal ? { signal } : {}) });
+      res = await this.sendToken(url, { method: "GET", headers, ...(signal ? { signal } : {}) }).catch(tokenFailure());
     }
-    const body = await readBody(res, 1024 * 1024, `token from ${redact(url)}`);
+    const body = await readBody(res, 1024 * 1024, `token from ${redact(url)}`).catch(tokenFailure());
     if (res.status === 401 || res.status === 403) {
       throw new RuntimeError(
         "Unauthenticated",
@@ -305,6 +325,15 @@ export class Authorizer {
     const start = Number.isNaN(issued) ? this.now() : Math.min(issued, this.now());
     return { header: `Bearer ${token}`, expiresAt: start + seconds * 1000 - EXPIRY_MARGIN_MS };
   }
+}
+
+/** Names the phase in a transport failure (timeouts, refused connections) of a token request. */
+function tokenFailure(): (err: unknown) => never {
+  return (err) => {
+    if (err instanceof RuntimeError && !err.message.startsWith("token from"))
+      throw new RuntimeError(err.kind, `fetch token: ${err.message}`, { cause: err });
+    throw err;
+  };
 }
 
 /** A non-reversible key for a secret, so cached tokens are never shared across credentials. */

@@ -11,6 +11,7 @@ import { hostPlatform, type Platform, parsePlatform } from "./platform.js";
 import { abortError, archiveApplier, type LayerApplier, type LayerProgress, Puller } from "./pull.js";
 import { digestReference, parseReference, type Reference, repositoryName, tagReference } from "./reference.js";
 import { RegistryClient } from "./registry.js";
+import type { TransportTimeouts } from "./transport.js";
 
 /**
  * The image domain the CRI ImageService adapter calls: pull, status, list, remove, fsInfo,
@@ -88,6 +89,8 @@ export interface ImageServiceOptions {
   maxConcurrentDownloads?: number;
   /** A layer download that receives nothing for this long fails with DeadlineExceeded (default 5 minutes). */
   stallTimeoutMs?: number;
+  /** Deadlines of registry requests (`registry.request_timeout_seconds`, `idle_timeout_seconds`). */
+  registryTimeouts?: TransportTimeouts;
   /** A registry client to use instead of building one (tests). */
   registry?: RegistryClient;
   logger?: Logger;
@@ -133,7 +136,8 @@ export class ImageService {
     this.log = o.logger ?? silentLogger();
     this.images = o.store.collection<ImageRecord>(COLLECTION);
     this.ownsRegistry = o.registry === undefined;
-    this.registry = o.registry ?? new RegistryClient({ configPath: o.configPath ?? "", logger: this.log });
+    this.registry =
+      o.registry ?? new RegistryClient({ configPath: o.configPath ?? "", logger: this.log, ...o.registryTimeouts });
     const platform =
       o.platform === undefined || o.platform === ""
         ? hostPlatform()

@@ -27,6 +27,10 @@ export interface RegistryClientOptions {
   logger?: Logger;
   /** Overrides host lookup (tests). */
   hosts?: (registry: string) => Promise<RegistryHost[]>;
+  /** Total deadline of manifest and token requests; default 60 s. */
+  requestTimeoutMs?: number;
+  /** Longest silence of any request, blobs included; default 5 minutes. */
+  idleTimeoutMs?: number;
 }
 
 /** A manifest or index fetched and verified against its digest. */
@@ -44,7 +48,10 @@ export class RegistryClient {
 
   constructor(options: RegistryClientOptions = {}) {
     this.log = options.logger ?? silentLogger();
-    this.transport = new Transport(this.log);
+    this.transport = new Transport(this.log, {
+      ...(options.requestTimeoutMs !== undefined ? { requestTimeoutMs: options.requestTimeoutMs } : {}),
+      ...(options.idleTimeoutMs !== undefined ? { idleTimeoutMs: options.idleTimeoutMs } : {}),
+    });
     const configPath = options.configPath ?? "";
     this.hostsFor = options.hosts ?? ((registry) => loadRegistryHosts(configPath, registry));
     this.authorizer = new Authorizer((url, init) =>
@@ -163,7 +170,10 @@ export class Repository {
   }
 
   /**
-   * Opens a blob's byte stream (following redirects, which never receive our Authorization).
+   * Opens a blob's byte stream, following redirects. Credentials go to the registry host's own
+   * origin only, judged at every hop against that origin (never against the previous hop, which a
+   * foreign host may have chosen): object stores and CDNs get none, not even after a second
+   * redirect within their own domain.
    * The caller verifies the bytes (the content store does, while ingesting) and must consume or
    * destroy the stream. A Content-Length that contradicts the descriptor fails at once.
    */
@@ -173,7 +183,7 @@ export class Repository {
   ): Promise<AsyncIterable<Uint8Array> & { destroy(): void }> {
     const what = `blob ${descriptor.digest}`;
     return this.eachHost("pull", `fetch ${what}`, async (host) => {
-      let res = await this.send(host, "GET", ["blobs", descriptor.digest], {}, options.signal);
+      let res = await this.send(host, "GET", ["blobs", descriptor.digest], {}, options.signal, { deadline: false });
       for (let hops = 0; res.status >= 300 && res.status < 400 && res.status !== 304; hops++) {
         const location = header(res, "location");
         await discard(res);
@@ -184,13 +194,17 @@ export class Repository {
           );
         }
         const next = new URL(location, res.url);
-        // Redirect targets (object stores, CDNs) get no registry credentials; same-origin ones do.
-        const sameOrigin = next.origin === res.url.origin;
-        const authz = sameOrigin
-          ? await this.authorizer.prepare(originOf(host), [pullScope(this.ref.path)], this.secret(host), options.signal)
+        if (next.protocol !== "http:" && next.protocol !== "https:")
+          throw new RuntimeError("Unavailable", `${what}: redirect to unsupported scheme ${next.protocol}`);
+        const authz = isOwnOrigin(host, next)
+          ? await this.authorizer.prepare(originOf(host), [pullScope(this.ref.path)], this.secret(host), {
+              allowPlainHttpRealm: speaksPlainHttp(host),
+              ...(options.signal ? { signal: options.signal } : {}),
+            })
           : undefined;
         res = await this.transport.request(host, next, {
           headers: authz ? { authorization: authz } : {},
+          deadline: false,
           ...(options.signal ? { signal: options.signal } : {}),
         });
       }
@@ -222,6 +236,7 @@ export class Repository {
     parts: string[],
     headers: Record<string, string>,
     signal: AbortSignal | undefined,
+    extra: { deadline?: boolean } = {},
   ): Promise<HttpResponse> {
     const url = new URL(`${host.scheme}://${host.host}${host.path}/${this.ref.path}/${parts.join("/")}`);
     if (isMirror(host.host, this.ref.domain)) url.searchParams.set("ns", this.ref.domain);
@@ -233,16 +248,20 @@ export class Repository {
       this.transport.request(host, url, {
         method,
         headers: authz ? { ...base, authorization: authz } : base,
+        ...extra,
         ...(signal ? { signal } : {}),
       });
+    const authOptions = { allowPlainHttpRealm: speaksPlainHttp(host), ...(signal ? { signal } : {}) };
 
-    const first = await this.authorizer.prepare(origin, scopes, secret, signal);
+    const first = await this.authorizer.prepare(origin, scopes, secret, authOptions).catch((err: unknown) => {
+      throw wrapAuth(err, method, url);
+    });
     const res = await go(first);
     if (res.status !== 401) return res;
     const challenges = parseWwwAuthenticate(res.headersDistinct["www-authenticate"] ?? []);
     await discard(res);
     const authz = await this.authorizer
-      .authorize(origin, challenges, scopes, secret, { rejected: first, ...(signal ? { signal } : {}) })
+      .authorize(origin, challenges, scopes, secret, { rejected: first, ...authOptions })
       .catch((err: unknown) => {
         throw wrapAuth(err, method, res.url);
       });
@@ -330,6 +349,24 @@ function header(res: HttpResponse, name: string): string | undefined {
 
 function originOf(host: RegistryHost): string {
   return `${host.scheme}://${host.host}`;
+}
+
+/**
+ * Whether `url` is on the host's own origin: the same `host:port`, in the host's scheme or, for a
+ * host that falls back to plain HTTP, in plain HTTP (the same server the first request reached).
+ */
+export function isOwnOrigin(host: RegistryHost, url: URL): boolean {
+  if (url.host !== host.host) return false;
+  return url.protocol === `${host.scheme}:` || (host.httpFallback && url.protocol === "http:");
+}
+
+/**
+ * Whether the registry host is itself spoken to in plain HTTP (configured `http://`, or a localhost
+ * or configured host that may fall back to it). Only then may its token realm be plain HTTP: a
+ * TLS registry's realm in plain HTTP would send the credentials in clear text.
+ */
+export function speaksPlainHttp(host: RegistryHost): boolean {
+  return host.scheme === "http" || host.httpFallback;
 }
 
 /** A request to a host other than the registry's own (docker.io's is registry-1.docker.io) is a mirror. */

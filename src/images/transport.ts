@@ -13,7 +13,23 @@ import type { RegistryHost } from "./hosts.js";
  * setting, so parallel layer downloads reuse connections. Hosts marked `httpFallback` are tried
  * with TLS first; a server that answers TLS with plain HTTP is remembered and spoken to in plain
  * HTTP from then on (containerd's HTTPFallback).
+ *
+ * No request can hang a pull: every request fails with DeadlineExceeded when no byte moves for
+ * `idleTimeoutMs` (waiting for the answer, or in the middle of its body), and, unless it opts
+ * out, when its answer is not complete within `requestTimeoutMs`. Blob downloads opt out of the
+ * total deadline: a large layer that keeps moving may take as long as it needs.
  */
+
+/** Timeouts of every request; see the module comment. */
+export interface TransportTimeouts {
+  /** Total deadline of a request and its body (manifests, tokens). Default 60 s. */
+  requestTimeoutMs?: number;
+  /** Longest time without a byte moving, for every request. Default 5 minutes. */
+  idleTimeoutMs?: number;
+}
+
+const DEFAULT_REQUEST_TIMEOUT_MS = 60_000;
+const DEFAULT_IDLE_TIMEOUT_MS = 5 * 60_000;
 
 /** A response whose body the caller must consume or destroy. */
 export interface HttpResponse {
@@ -31,6 +47,8 @@ export interface HttpRequestOptions {
   headers?: Record<string, string | string[]>;
   body?: string | Uint8Array;
   signal?: AbortSignal;
+  /** Apply the total deadline (default true); false for bodies of unbounded length (blobs). */
+  deadline?: boolean;
 }
 
 /** Keep-alive agents per TLS setting and the memory of which hosts speak plain HTTP. Has `close()`. */
@@ -40,7 +58,16 @@ export class Transport {
   /** `host:port`s that answered a TLS handshake in plain HTTP. */
   private readonly plainHttp = new Set<string>();
 
-  constructor(private readonly log: Logger) {}
+  private readonly requestTimeoutMs: number;
+  private readonly idleTimeoutMs: number;
+
+  constructor(
+    private readonly log: Logger,
+    timeouts: TransportTimeouts = {},
+  ) {
+    this.requestTimeoutMs = timeouts.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
+    this.idleTimeoutMs = timeouts.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS;
+  }
 
   /**
    * Sends one request (no redirects followed). `host` supplies TLS settings and the fallback
@@ -75,16 +102,29 @@ export class Transport {
     const secure = url.protocol === "https:";
     const agent = secure ? await this.agentFor(host) : this.httpAgent;
     const mod = secure ? https : http;
+    const label = `${options.method ?? "GET"} ${redact(url)}`;
     return new Promise<HttpResponse>((resolve, reject) => {
+      let response: IncomingMessage | undefined;
+      let clearDeadline = () => {};
+      // A timeout fails the body once there is one (its reader sees the error), else the request.
+      const fail = (err: RuntimeError) => (response ? response.destroy(err) : req.destroy(err));
       const req = mod.request(
         url,
         {
           method: options.method ?? "GET",
           headers: { "user-agent": "berth/0.1", ...options.headers },
           agent,
+          // Socket inactivity, both before the answer and while its body comes (see "timeout" below).
+          timeout: this.idleTimeoutMs,
           ...(options.signal ? { signal: options.signal } : {}),
         },
         (res) => {
+          response = res;
+          res.once("end", clearDeadline);
+          res.once("close", clearDeadline);
+          // Readers see a failure through the stream itself; this listener only keeps the failure
+          // of a body nobody reads yet from becoming an uncaught exception.
+          res.on("error", () => {});
           resolve({
             status: res.statusCode ?? 0,
             headers: res.headers,
@@ -94,15 +134,38 @@ export class Transport {
           });
         },
       );
+      req.on("timeout", () =>
+        fail(
+          new RuntimeError(
+            "DeadlineExceeded",
+            `${label}: ${response ? "body stalled" : "no answer"}: nothing received for ${seconds(this.idleTimeoutMs)}`,
+          ),
+        ),
+      );
+      if (options.deadline !== false) {
+        const timer = setTimeout(
+          () =>
+            fail(
+              new RuntimeError(
+                "DeadlineExceeded",
+                `${label}: ${response ? "answer incomplete" : "no answer"} after ${seconds(this.requestTimeoutMs)}`,
+              ),
+            ),
+          this.requestTimeoutMs,
+        );
+        // Over once the request failed, or its body was read or dropped.
+        clearDeadline = () => clearTimeout(timer);
+        req.once("close", () => {
+          if (response === undefined) clearDeadline();
+        });
+      }
       const dialTimeout = host?.dialTimeoutMs;
       if (dialTimeout !== undefined) {
         // dial_timeout bounds connecting only (a pooled socket is already connected).
         req.on("socket", (socket) => {
           if (!socket.connecting) return;
           const timer = setTimeout(() => {
-            req.destroy(
-              new RuntimeError("DeadlineExceeded", `${options.method ?? "GET"} ${redact(url)}: connect timed out`),
-            );
+            req.destroy(new RuntimeError("DeadlineExceeded", `${label}: connect timed out`));
           }, dialTimeout);
           socket.once("connect", () => clearTimeout(timer));
           socket.once("close", () => clearTimeout(timer));
@@ -112,12 +175,9 @@ export class Transport {
         if (err instanceof RuntimeError || err.name === "AbortError") reject(err);
         else
           reject(
-            Object.assign(
-              new RuntimeError("Unavailable", `${options.method ?? "GET"} ${redact(url)}: ${err.message}`, {
-                cause: err,
-              }),
-              { code: (err as NodeJS.ErrnoException).code },
-            ),
+            Object.assign(new RuntimeError("Unavailable", `${label}: ${err.message}`, { cause: err }), {
+              code: (err as NodeJS.ErrnoException).code,
+            }),
           );
       });
       req.end(options.body);
@@ -163,6 +223,10 @@ async function readTlsFile(path: string, what: string): Promise<Buffer> {
   } catch (err) {
     throw new RuntimeError("InvalidArgument", `read ${what} ${path}: ${(err as Error).message}`);
   }
+}
+
+function seconds(ms: number): string {
+  return `${ms / 1000} s`;
 }
 
 function toHttp(url: URL): URL {

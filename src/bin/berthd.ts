@@ -5,7 +5,7 @@
 import { isAbsolute } from "node:path";
 import { Command, Option } from "commander";
 import { type Config, defaultConfig, formatConfig, loadConfig } from "../config/index.js";
-import { startDaemon } from "../daemon/index.js";
+import { installLastResortHandler, startDaemon } from "../daemon/index.js";
 import { messageOf } from "../errdefs/index.js";
 import { createLogger, LOG_LEVELS } from "../log/index.js";
 import { defaultConflist } from "../network/index.js";
@@ -45,6 +45,13 @@ const program = new Command("berthd")
     }
     if (flags.logLevel) config.log.level = flags.logLevel;
     const log = createLogger(config.log.level as (typeof LOG_LEVELS)[number]);
+    // Logs whatever escaped with its context and exits for the supervisor to restart berthd;
+    // containers keep running (see src/daemon/last-resort.ts for why exiting is the policy).
+    installLastResortHandler(process, {
+      log,
+      exit: (code) => process.exit(code),
+      context: () => ({ socket: config.socket, root: config.root }),
+    });
     let daemon: Awaited<ReturnType<typeof startDaemon>>;
     try {
       daemon = await startDaemon(config, log);

@@ -85,6 +85,9 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
         resolve();
       });
     });
+    // Once listening, an accept failure (EMFILE under a flood of connections) is the server's to
+    // report, not a reason to crash: the server keeps listening.
+    listener.on("error", (err) => log.error({ err }, "CRI socket: accept failed"));
     await chmod(config.socket, 0o660);
     undo.push(
       () =>

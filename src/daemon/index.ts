@@ -1,1 +1,2 @@
 export { type Daemon, startDaemon } from "./daemon.js";
+export { installLastResortHandler, type LastResortOptions, type ProcessEvents } from "./last-resort.js";

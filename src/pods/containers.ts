@@ -92,7 +92,13 @@ export class ContainerManager {
   private readonly cpuSamples = new Map<string, { at: bigint; cpu: bigint }>();
 
   constructor(private readonly o: ContainerManagerOptions) {
-    this.unsubscribe = o.runtime.onExit((exit) => void this.recordExit(exit));
+    this.unsubscribe = o.runtime.onExit((exit) => {
+      // A failed store write must not become an unhandled rejection: the exit file stays on disk
+      // and the next status call or start-up recovery records it.
+      this.recordExit(exit).catch((err: unknown) =>
+        o.log.error({ err, containerId: exit.id }, "record container exit failed"),
+      );
+    });
   }
 
   close(): void {

@@ -5,7 +5,7 @@ import { basename, dirname } from "node:path";
 import type { Duplex, Writable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import * as pty from "node-pty";
-import { failedPrecondition } from "../errdefs/index.js";
+import { failedPrecondition, RuntimeError } from "../errdefs/index.js";
 import type { Logger } from "../log/index.js";
 import type { ContainerRuntime } from "../runtime/index.js";
 import type {
@@ -111,7 +111,7 @@ export function createStreamingBackend(o: StreamingBackendOptions): StreamingBac
             if (signal.aborted) return;
             await writeCtl(o.runtime.ctlFifoPath(rec.id), `1 ${size.height} ${size.width}\n`).catch(() => {});
           }
-        })();
+        })().catch((err: unknown) => o.log.debug({ err, containerId: rec.id }, "attach: resize stream failed"));
       }
       if (req.stdin && io.stdin && rec.config.stdin) {
         // conmon binds the socket in the bundle directory, next to the ctl FIFO, and links
@@ -172,7 +172,7 @@ export function createStreamingBackend(o: StreamingBackendOptions): StreamingBac
           : [socat, ["-d", "-d", "STDIO", addr]];
       for (const addr of [`TCP4:127.0.0.1:${target.port}`, `TCP6:[::1]:${target.port}`]) {
         const [file, args] = argv(addr) as [string, string[]];
-        const result = await forwardOnce(file, args, stream, options.signal);
+        const result = await forwardOnce(file, args, stream, options.signal, o.log);
         if (result !== "refused") return;
       }
       throw failedPrecondition(`port ${target.port} in pod ${sb.id}: connection refused`);
@@ -255,14 +255,20 @@ async function execTty(
         // The terminal closed under us (EBADF): the command is exiting; a late resize is moot.
       }
     }
-  })();
+  })().catch(() => {
+    // The client's resize stream broke: the session is ending, and sizes no longer matter.
+  });
   // The exec'd process first, by the PID runc recorded: runc does not pass SIGKILL on, and once
   // runc is gone its temporary directory (and the PID file) is removed.
   const onAbort = () => {
-    void kill().finally(() => {
-      // node-pty kills by PID: not once runc is reaped and its PID may be another process's.
-      if (running) p.kill("SIGKILL");
-    });
+    void kill()
+      .finally(() => {
+        // node-pty kills by PID: not once runc is reaped and its PID may be another process's.
+        if (running) p.kill("SIGKILL");
+      })
+      .catch(() => {
+        // Exited in the meantime: nothing left to kill.
+      });
   };
   io.signal.addEventListener("abort", onAbort, { once: true });
   // The client may have left while runc was being prepared: no abort event comes for that.
@@ -317,13 +323,27 @@ export function createCrCrLfCollapser(): { push(chunk: Buffer): Buffer; flush():
 
 async function execPipes(cmd: PreparedExec, io: StreamIO, kill: () => Promise<void>): Promise<ExecResult> {
   const child = spawn(cmd.file, cmd.args, { env: cmd.env, stdio: ["pipe", "pipe", "pipe"] });
-  const exited = new Promise<number>((resolve) =>
-    child.on("close", (code, sig) => resolve(code ?? (sig === "SIGKILL" ? 137 : 128 + 15))),
+  let spawnError: Error | undefined;
+  // A runc that cannot be started fails this exec, not the daemon; "close" follows the error.
+  child.on("error", (err) => {
+    spawnError = err;
+  });
+  // The command may exit without reading its input: the client's bytes then have nowhere to go.
+  child.stdin.on("error", () => {});
+  const exited = new Promise<number>((resolve, reject) =>
+    child.on("close", (code, sig) => {
+      if (spawnError) reject(new RuntimeError("Internal", `exec: run ${cmd.file}: ${spawnError.message}`));
+      else resolve(code ?? (sig === "SIGKILL" ? 137 : 128 + 15));
+    }),
   );
   // The exec'd process first, by the PID runc recorded: runc does not pass SIGKILL on, and once
   // runc is gone its temporary directory (and the PID file) is removed.
   const onAbort = () => {
-    void kill().finally(() => child.kill("SIGKILL"));
+    void kill()
+      .finally(() => child.kill("SIGKILL"))
+      .catch(() => {
+        // Exited in the meantime: nothing left to kill.
+      });
   };
   io.signal.addEventListener("abort", onAbort, { once: true });
   // The client may have left while runc was being prepared: no abort event comes for that.
@@ -342,10 +362,23 @@ async function execPipes(cmd: PreparedExec, io: StreamIO, kill: () => Promise<vo
   }
 }
 
-/** Copies a child's output to the client without ending the client's stream (the server does that). */
+/**
+ * Copies a child's output to the client without ending the client's stream (the server does that).
+ * A client gone mid-stream stops the wait for "drain" (which would never come) and the copying;
+ * the child's output is then read and dropped so it never blocks on a full pipe.
+ */
 async function copyOut(from: NodeJS.ReadableStream, to: Writable | undefined): Promise<void> {
   for await (const chunk of from) {
-    if (to && !to.destroyed && !to.write(chunk)) await new Promise((r) => to.once("drain", r));
+    if (!to || to.destroyed || to.write(chunk)) continue;
+    await new Promise<void>((r) => {
+      const done = () => {
+        to.off("drain", done);
+        to.off("close", done);
+        r();
+      };
+      to.on("drain", done);
+      to.on("close", done);
+    });
   }
 }
 
@@ -423,16 +456,41 @@ function writeLogRecord(line: Buffer, o: { stdout: Writable | undefined; stderr:
 /**
  * Runs one socat relay between `stream` and the pod. Returns "refused" when the connection
  * was refused before any byte moved (so the caller may try the next address family).
+ *
+ * Either peer may go away at any moment: the pod's server closes its socket while the client is
+ * still sending (socat exits, our writes to its stdin fail with EPIPE), or the client hangs up
+ * mid-stream. Every stream here therefore has an error listener, and a broken direction only
+ * ends that direction. Not `pipeline()`: it destroys every stream on the first error, and the
+ * client's stream carries both directions, so the pod's last reply would be cut off with it.
  */
-function forwardOnce(file: string, args: string[], stream: Duplex, signal: AbortSignal): Promise<"done" | "refused"> {
+function forwardOnce(
+  file: string,
+  args: string[],
+  stream: Duplex,
+  signal: AbortSignal,
+  log: Logger,
+): Promise<"done" | "refused"> {
   return new Promise((resolve, reject) => {
     const child = spawn(file, args, { stdio: ["pipe", "pipe", "pipe"] });
     let connected = false;
     let stderr = "";
     const onAbort = () => child.kill("SIGKILL");
     signal.addEventListener("abort", onAbort, { once: true });
+    const onStreamError = (err: Error) => {
+      // The client went away; killing socat ends the relay (the session reports the hang-up).
+      log.debug({ err: err.message }, "port-forward: client stream failed");
+      child.kill("SIGKILL");
+    };
+    stream.on("error", onStreamError);
+    child.stdin.on("error", (err) => {
+      // EPIPE: the pod's side closed first. What the pod still sends keeps flowing to the client.
+      log.debug({ err: err.message }, "port-forward: pod side closed its input");
+      stream.unpipe(child.stdin);
+    });
+    child.stdout.on("error", (err) => log.debug({ err: err.message }, "port-forward: reading from the pod failed"));
+    child.stderr.on("error", () => {});
     child.stderr.on("data", (b: Buffer) => {
-      stderr += b.toString();
+      stderr = (stderr + b.toString()).slice(-8192);
       if (!connected && stderr.includes("starting data transfer loop")) {
         connected = true;
         // Only now read the client's bytes: a refused IPv4 attempt must not swallow them.
@@ -440,10 +498,18 @@ function forwardOnce(file: string, args: string[], stream: Duplex, signal: Abort
         child.stdout.pipe(stream, { end: false });
       }
     });
-    child.on("error", reject);
-    child.on("close", (code) => {
+    child.on("error", (err) => {
+      cleanup();
+      reject(err);
+    });
+    const cleanup = () => {
       signal.removeEventListener("abort", onAbort);
       stream.unpipe(child.stdin);
+      child.stdout.unpipe(stream);
+      stream.off("error", onStreamError);
+    };
+    child.on("close", (code) => {
+      cleanup();
       if (!connected && /refused|Cannot assign|Network is unreachable/i.test(stderr)) return resolve("refused");
       if (!connected && code !== 0)
         return reject(new Error(`port-forward: ${stderr.trim().split("\n").pop() ?? "socat failed"}`));

@@ -163,10 +163,12 @@ function spawnWithPipes(file: string, args: readonly string[], o: SpawnConmonOpt
     })().catch(() => {});
   }
   const exited = new Promise<number | null>((resolve) => {
-    child.once("error", () => resolve(null));
+    // `on`, not `once`: a failed kill() later emits "error" again, and an unheard one would be uncaught.
+    child.on("error", () => resolve(null));
     child.once("exit", (code) => resolve(code));
   });
   start.on("error", () => {}); // conmon closes its end as soon as it has read
+  sync.on("error", () => {}); // readers see a broken sync pipe through the stream; unread, it is moot
   start.end("0");
   return { child, sync, stderr: () => err.trim(), exited };
 }

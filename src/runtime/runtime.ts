@@ -168,7 +168,10 @@ export class ContainerRuntime {
     // inotify on the exit directory: conmon writes `exits/<id>` (via a temp file and rename) when the
     // container's init exits, so this is the daemon's prompt notice of every exit.
     this.watcher = watch(this.layout.exits, (_event, name) => {
-      if (name) void this.handleExitEvent(name.toString());
+      if (name)
+        this.handleExitEvent(name.toString()).catch((err: unknown) =>
+          this.log.error({ err, file: name.toString() }, "handle container exit failed"),
+        );
       this.wake();
     });
     this.watcher.on("error", (err) => this.log.error({ err }, "exit watcher failed"));

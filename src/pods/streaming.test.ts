@@ -82,9 +82,11 @@ test("port-forward to a pod server that closes while the client still sends ends
   });
   try {
     const client = endlessClient();
+    const started = performance.now();
     await backend().portForward({ podSandboxId: "p", port: pod.port }, client, {
       signal: AbortSignal.timeout(20_000),
     });
+    assert.ok(performance.now() - started < 15_000, "ended by the pod's close, not by the abort");
     client.destroy();
   } finally {
     pod.close();

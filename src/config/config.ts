@@ -74,7 +74,7 @@ export function defaultConfig(): Config {
       max_concurrent_downloads: 3,
       platform: "",
       request_timeout_seconds: 60,
-      idle_timeout_seconds: 30,
+      idle_timeout_seconds: 300,
     },
     cni: {
       conf_dir: "/etc/cni/net.d",

@@ -9,9 +9,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, test } from "node:test";
 import { RuntimeError } from "../errdefs/index.js";
-import type { RegistryHost } from "./hosts.js";
+import { defaultHosts, type RegistryHost } from "./hosts.js";
 import { parseReference } from "./reference.js";
-import { RegistryClient } from "./registry.js";
+import { isOwnOrigin, RegistryClient, speaksPlainHttp } from "./registry.js";
 
 // Real HTTP servers on loopback addresses: 127.0.0.1 plays the registry, 127.0.0.2 a foreign host
 // (an object store, a CDN) on another origin.
@@ -297,4 +297,23 @@ test("a blob that keeps moving outlives the request deadline; a manifest that sl
     `fetch manifest ${digestOf(manifest)}`,
     "answer incomplete after 0.3 s",
   );
+});
+
+test("own origin and plain-HTTP registries, as the default host rules make them", () => {
+  const local = defaultHosts("127.0.0.1:5000")[0] as RegistryHost;
+  const remote = defaultHosts("registry.example")[0] as RegistryHost;
+  const localTls = defaultHosts("localhost")[0] as RegistryHost;
+  assert.equal(speaksPlainHttp(local), true, "localhost on a port falls back to plain HTTP");
+  assert.equal(speaksPlainHttp(remote), false);
+  assert.equal(speaksPlainHttp(localTls), false, "localhost on 443 is TLS only");
+  assert.equal(speaksPlainHttp(plainHost("registry.example:80")), true, "configured http://");
+  assert.equal(
+    isOwnOrigin(local, new URL("http://127.0.0.1:5000/x")),
+    true,
+    "the fallback's plain HTTP is the same server",
+  );
+  assert.equal(isOwnOrigin(local, new URL("https://127.0.0.1:5000/x")), true);
+  assert.equal(isOwnOrigin(local, new URL("https://127.0.0.1:5001/x")), false, "another port is another origin");
+  assert.equal(isOwnOrigin(remote, new URL("http://registry.example/x")), false, "a downgrade is another origin");
+  assert.equal(isOwnOrigin(remote, new URL("https://cdn.registry.example/x")), false);
 });

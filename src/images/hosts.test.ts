@@ -114,6 +114,11 @@ test("malformed hosts.toml is InvalidArgument naming the file and key", () => {
   assert.throws(() => parseHostsToml(`skip_verify = "yes"\n`, where), /skip_verify must be a boolean/);
   assert.throws(() => parseHostsToml(`server = \n`, where), /hosts config .*hosts.toml: /);
   assert.throws(() => parseHostsToml(`[host."https://m"]\ndial_timeout = "soon"\n`, where), /invalid duration "soon"/);
+  for (const bad of ["0s", "0ms", "600h"])
+    assert.throws(
+      () => parseHostsToml(`[host."https://m"]\ndial_timeout = "${bad}"\n`, where),
+      new RegExp(`dial_timeout: "${bad}" is out of range`),
+    );
 });
 
 test("host directories: host_port_, host:port, then _default; certs.d files without hosts.toml", async () => {

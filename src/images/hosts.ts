@@ -301,5 +301,8 @@ function parseDuration(s: string, fail: (why: string) => Error): number {
     end = (m.index ?? 0) + m[0].length;
   }
   if (s === "" || end !== s.length) throw fail(`dial_timeout: invalid duration ${JSON.stringify(s)}`);
+  // A zero timer fires at once (every connect would fail) and Node clamps delays past 2^31-1 ms to 1 ms.
+  if (total < 1 || total > 2 ** 31 - 1)
+    throw fail(`dial_timeout: ${JSON.stringify(s)} is out of range (1ms to ${Math.floor((2 ** 31 - 1) / 1000)}s)`);
   return total;
 }

@@ -74,7 +74,9 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
       s.once("close", () => sessions.delete(s));
     });
     const listener = createNetServer((socket) =>
-      acceptWithAuthorityFix(socket, (stream) => server.emit("connection", stream)),
+      acceptWithAuthorityFix(socket, (stream) => server.emit("connection", stream), {
+        onRefused: (reason) => log.warn({ reason }, "cri connection refused"),
+      }),
     );
     await mkdir(join(config.socket, ".."), { recursive: true });
     await clearStaleSocket(config.socket);

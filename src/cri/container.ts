@@ -15,6 +15,7 @@ import type {
 import { invalidArgument } from "../errdefs/index.js";
 import type { CriContext } from "./context.js";
 import { fromCriContainerState, resources, toContainer, toContainerConfig, toContainerStatus } from "./convert.js";
+import { validateArgv, validateContainerConfig } from "./validate.js";
 
 // The container RPCs. Each is a thin conversion around ContainerManager (src/pods).
 
@@ -23,7 +24,9 @@ const encoder = new TextEncoder();
 export async function createContainer(ctx: CriContext, req: CreateContainerRequest, signal: AbortSignal) {
   if (!req.podSandboxId) throw invalidArgument("pod sandbox id is required");
   const sandbox = ctx.pods.sandboxes.get(req.podSandboxId);
-  const id = await ctx.pods.containers.create(sandbox.id, toContainerConfig(req.config, sandbox.config), { signal });
+  const config = toContainerConfig(req.config, sandbox.config);
+  validateContainerConfig(config);
+  const id = await ctx.pods.containers.create(sandbox.id, config, { signal });
   return { containerId: id };
 }
 
@@ -77,6 +80,7 @@ export async function reopenContainerLog(ctx: CriContext, req: ReopenContainerLo
 }
 
 export async function execSync(ctx: CriContext, req: ExecSyncRequest) {
+  validateArgv(req.cmd, "cmd");
   const r = await ctx.pods.containers.execSync(req.containerId, req.cmd, Number(req.timeout));
   return { stdout: encoder.encode(r.stdout), stderr: encoder.encode(r.stderr), exitCode: r.exitCode };
 }

@@ -12,11 +12,15 @@ import { PodSandboxState } from "../api/gen/runtime/v1/api_pb.js";
 import { invalidArgument } from "../errdefs/index.js";
 import type { CriContext } from "./context.js";
 import { toContainerStatus, toPodSandbox, toPodSandboxStatus, toSandboxConfig } from "./convert.js";
+import { validateRuntimeHandler, validateSandboxConfig } from "./validate.js";
 
 // The pod sandbox RPCs. Each is a thin conversion around SandboxManager (src/pods).
 
 export async function runPodSandbox(ctx: CriContext, req: RunPodSandboxRequest, signal: AbortSignal) {
-  const id = await ctx.pods.sandboxes.run(toSandboxConfig(req.config), req.runtimeHandler, { signal });
+  validateRuntimeHandler(req.runtimeHandler, Object.keys(ctx.config.runtime.handlers));
+  const config = toSandboxConfig(req.config);
+  validateSandboxConfig(config);
+  const id = await ctx.pods.sandboxes.run(config, req.runtimeHandler, { signal });
   return { podSandboxId: id };
 }
 

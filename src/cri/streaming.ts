@@ -1,6 +1,7 @@
 import type { AttachRequest, ExecRequest, PortForwardRequest } from "../api/gen/runtime/v1/api_pb.js";
 import { failedPrecondition, invalidArgument } from "../errdefs/index.js";
 import type { CriContext } from "./context.js";
+import { validateArgv } from "./validate.js";
 
 // Exec, Attach and PortForward: validate, cache the request under a one-time token, and
 // return the absolute URL of the streaming server where the client continues.
@@ -22,6 +23,7 @@ function runningContainer(ctx: CriContext, id: string) {
 export function exec(ctx: CriContext, req: ExecRequest) {
   const rec = runningContainer(ctx, req.containerId);
   if (req.cmd.length === 0) throw invalidArgument("exec command is required");
+  validateArgv(req.cmd, "cmd");
   validateStreams(req);
   const url = ctx.streaming.prepareExec({
     containerId: rec.id,

@@ -40,7 +40,21 @@ export interface PortForwardSessionOptions {
 export interface SpdyPortForwardOptions extends PortForwardSessionOptions {
   /** How long a request has to open its second stream. */
   streamCreationTimeoutMs: number;
+  /**
+   * How long a session may go without opening its first stream (PINGs do not count) before it is
+   * closed. Without it a client could park sessions for the whole idle timeout by pinging.
+   */
+  unusedTimeoutMs: number;
+  /** Most requests waiting for their second stream at once (default 128); more are refused. */
+  maxPendingRequests?: number;
 }
+
+/**
+ * Requests waiting for their partner stream. Each holds one stream and a timer until it pairs or
+ * the stream-creation timeout expires it; client-go opens the pair back to back, so a handful is
+ * the most a real client ever has pending.
+ */
+const DEFAULT_MAX_PENDING_REQUESTS = 128;
 
 interface StreamPair {
   requestId: string;
@@ -61,6 +75,11 @@ export function serveSpdyPortForward(socket: Duplex, options: SpdyPortForwardOpt
   const log = options.logger;
   const pairs = new Map<string, StreamPair>();
   const forwards = new Set<Promise<void>>();
+  const maxPending = options.maxPendingRequests ?? DEFAULT_MAX_PENDING_REQUESTS;
+  let unusedTimer: NodeJS.Timeout | undefined = setTimeout(() => {
+    log.warn({ unusedTimeoutMs: options.unusedTimeoutMs }, "port-forward: no stream opened in time, closing");
+    session.destroy();
+  }, options.unusedTimeoutMs);
 
   const onStream = (stream: SpdyStream): boolean | undefined => {
     const portHeader = headerValue(stream.headers, "port");
@@ -74,8 +93,14 @@ export function serveSpdyPortForward(socket: Duplex, options: SpdyPortForwardOpt
       return false;
     }
     const requestId = headerValue(stream.headers, "requestid") ?? legacyRequestId(stream.id, type);
+    clearTimeout(unusedTimer);
+    unusedTimer = undefined;
     let pair = pairs.get(requestId);
     if (pair === undefined) {
+      if (pairs.size >= maxPending) {
+        log.warn({ requestId, maxPending }, "port-forward: too many requests waiting for their second stream, refused");
+        return false;
+      }
       const created: StreamPair = {
         requestId,
         timer: setTimeout(() => {
@@ -129,6 +154,7 @@ export function serveSpdyPortForward(socket: Duplex, options: SpdyPortForwardOpt
 
   const done = (async () => {
     await session.closed;
+    clearTimeout(unusedTimer);
     for (const pair of pairs.values()) clearTimeout(pair.timer);
     pairs.clear();
     await Promise.all(forwards);

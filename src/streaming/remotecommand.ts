@@ -326,9 +326,12 @@ export function serveSpdyCommand(socket: Duplex, options: SpdyCommandOptions): S
       // The kubelet never reads streams past the expected count (its handler would block); refuse them.
       if (received >= expected) return false;
       const type = headerValue(stream.headers, "streamtype") ?? "";
-      if (!STREAM_TYPES.has(type)) {
-        log.warn({ streamType: type }, "unexpected stream type");
-        return undefined;
+      // An unknown or repeated type is refused rather than accepted and left unread (the kubelet
+      // accepts and ignores it): nobody would read it, so its data would sit in our buffers. The
+      // session counts refusals and hangs up on a client that keeps sending such streams.
+      if (!STREAM_TYPES.has(type) || streams.has(type)) {
+        log.warn({ streamType: type }, "unexpected stream type, refused");
+        return false;
       }
       streams.set(type, stream);
       if (++received === expected) allArrived();

@@ -26,6 +26,7 @@ import {
 import {
   PORT_FORWARD_SPDY_PROTOCOLS,
   parsePort,
+  type SpdyPortForwardOptions,
   serveSpdyPortForward,
   serveWebSocketPortForward,
 } from "./portforward.js";
@@ -71,6 +72,18 @@ export interface StreamingServerOptions {
   idleTimeoutMs?: number;
   /** How long a SPDY client has to open the streams of a request (default 30 s). */
   streamCreationTimeoutMs?: number;
+  /**
+   * How long a SPDY port-forward session may go without opening any stream before it is closed
+   * (default 10 min). kubectl opens a stream per local connection, so this is how long it may wait
+   * for its first one; PINGs do not extend it, unlike the idle timeout.
+   */
+  portForwardUnusedTimeoutMs?: number;
+  /**
+   * Largest WebSocket message accepted (default 1 MiB); a longer one closes the connection with
+   * 1009 (message too big). Clients send at most 32 KiB per message (Go's io.Copy buffer), and ws
+   * would otherwise buffer up to 100 MiB of a message before handing it over.
+   */
+  maxWebSocketMessageBytes?: number;
   /** Token TTL, in-flight limit and clock of the request cache. */
   cache?: RequestCacheOptions;
   logger?: Logger;
@@ -95,6 +108,7 @@ export class StreamingServer {
   readonly #options: StreamingServerOptions;
   readonly #idleTimeoutMs: number;
   readonly #streamCreationTimeoutMs: number;
+  readonly #portForwardUnusedTimeoutMs: number;
   readonly #cache: RequestCache<CachedRequest>;
   readonly #http: Server;
   readonly #wss: WebSocketServer;
@@ -114,6 +128,7 @@ export class StreamingServer {
     this.#log = options.logger ?? silentLogger();
     this.#idleTimeoutMs = options.idleTimeoutMs ?? 4 * 60 * 60 * 1000;
     this.#streamCreationTimeoutMs = options.streamCreationTimeoutMs ?? 30_000;
+    this.#portForwardUnusedTimeoutMs = options.portForwardUnusedTimeoutMs ?? 10 * 60 * 1000;
     this.#cache = new RequestCache(options.cache);
     if (options.baseUrl !== undefined) this.#setBase(options.baseUrl);
     this.#http = createServer((req, res) => this.#onRequest(req, res));
@@ -128,6 +143,7 @@ export class StreamingServer {
       noServer: true,
       clientTracking: false,
       perMessageDeflate: false,
+      maxPayload: options.maxWebSocketMessageBytes ?? 1024 * 1024,
       handleProtocols: (_offered, req) => this.#chosenProtocol.get(req) ?? false,
     });
     this.#wss.on("headers", (headers: string[], req: IncomingMessage) => {
@@ -302,15 +318,7 @@ export class StreamingServer {
     if (head.length > 0) socket.unshift(head);
     const log = this.#log.child({ transport: "spdy", protocol: negotiation.protocol, ...describe(cached) });
     if (cached.kind === "portforward") {
-      this.#track(
-        serveSpdyPortForward(socket, {
-          podSandboxId: cached.request.podSandboxId,
-          backend: this.#backend,
-          idleTimeoutMs: this.#idleTimeoutMs,
-          streamCreationTimeoutMs: this.#streamCreationTimeoutMs,
-          logger: log,
-        }),
-      );
+      this.#track(serveSpdyPortForward(socket, this.#spdyPortForwardOptions(cached.request, log)));
     } else {
       this.#track(
         serveSpdyCommand(socket, {
@@ -382,16 +390,19 @@ export class StreamingServer {
         kind: "portforward",
         podSandboxId: request.podSandboxId,
       });
-      this.#track(
-        serveSpdyPortForward(createWebSocketStream(ws), {
-          podSandboxId: request.podSandboxId,
-          backend: this.#backend,
-          idleTimeoutMs: this.#idleTimeoutMs,
-          streamCreationTimeoutMs: this.#streamCreationTimeoutMs,
-          logger: log,
-        }),
-      );
+      this.#track(serveSpdyPortForward(createWebSocketStream(ws), this.#spdyPortForwardOptions(request, log)));
     });
+  }
+
+  #spdyPortForwardOptions(request: PortForwardRequest, log: Logger): SpdyPortForwardOptions {
+    return {
+      podSandboxId: request.podSandboxId,
+      backend: this.#backend,
+      idleTimeoutMs: this.#idleTimeoutMs,
+      streamCreationTimeoutMs: this.#streamCreationTimeoutMs,
+      unusedTimeoutMs: this.#portForwardUnusedTimeoutMs,
+      logger: log,
+    };
   }
 
   #serveWebSocket(

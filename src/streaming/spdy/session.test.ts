@@ -177,4 +177,39 @@ describe("spdy session", () => {
     await server.closed;
     c.destroy();
   });
+
+  test("past maxPeerStreams open at once a new stream is refused; closing one makes room", async () => {
+    const { server, client, accepted } = await sessionPair({ maxPeerStreams: 3 });
+    const open = [];
+    for (let i = 0; i < 3; i++) open.push(client.openStream({ n: String(i) }));
+    await Promise.all(open.map((s) => s.reply));
+    const extra = client.openStream({ n: "3" });
+    await assert.rejects(extra.reply, (err) => err instanceof SpdyStreamResetError && err.status === 3);
+    open[0]?.reset();
+    await waitFor(() => server.streamCount === 2, "the reset to reach the server");
+    await client.openStream({ n: "4" }).reply;
+    assert.equal(accepted.length, 4);
+    await client.close();
+    await server.closed;
+  });
+
+  test("past maxRefusedStreams refusals the session ends; a session under it is unaffected", async () => {
+    const { server, client } = await sessionPair({ maxRefusedStreams: 2, onStream: () => false });
+    for (let i = 0; i < 2; i++) await assert.rejects(client.openStream({}).reply, SpdyStreamResetError);
+    assert.equal(server.signal.aborted, false, "two refusals are within the limit");
+    await assert.rejects(client.openStream({}).reply);
+    await server.closed;
+    await client.closed;
+  });
+
+  test("a frame longer than maxFrameLength (1 MiB by default) closes the session before it is buffered", async () => {
+    const [s, c] = await socketPair();
+    const server = new SpdySession(s, { role: "server" });
+    const head = Buffer.alloc(8);
+    head.writeUInt32BE(1, 0); // data frame, stream 1
+    head.writeUInt32BE(2 * 1024 * 1024, 4); // flags 0, length 2 MiB; no payload follows
+    c.write(head);
+    await server.closed;
+    c.destroy();
+  });
 });

@@ -72,6 +72,24 @@ export interface SpdySessionOptions {
   initialWindowSize?: number;
   /** How long `close()` waits for the peer to hang up after our GOAWAY (default 2 s). */
   closeTimeoutMs?: number;
+  /**
+   * Most streams the peer may have open at once (default 1000). One more is refused with
+   * REFUSED_STREAM, and counts towards `maxRefusedStreams`. Each open stream may buffer up to
+   * 1 MiB of unread data, so this bounds what a peer can make us hold.
+   */
+  maxPeerStreams?: number;
+  /**
+   * Most streams refused over the session's life, by `onStream` or the cap above (default 32).
+   * Past it the peer is misbehaving on purpose or by bug: GOAWAY PROTOCOL_ERROR, then the
+   * session ends. Real clients never have a stream refused.
+   */
+  maxRefusedStreams?: number;
+  /**
+   * Longest frame accepted (default 1 MiB, data and control alike). SPDY allows 16 MiB, but every
+   * client in the field (moby/spdystream, via Go's io.Copy) sends at most 32 KiB per data frame,
+   * and a longer announced length would make us buffer it whole.
+   */
+  maxFrameLength?: number;
   logger?: Logger;
 }
 
@@ -101,6 +119,9 @@ const MAX_DATA_FRAME = 32 * 1024;
 // Past this much unread data on one stream (only reachable when the peer ignores our window),
 // stop reading the connection until the stream's reader catches up.
 const HARD_BUFFER_LIMIT = 1024 * 1024;
+const DEFAULT_MAX_PEER_STREAMS = 1000;
+const DEFAULT_MAX_REFUSED_STREAMS = 32;
+const DEFAULT_MAX_FRAME_LENGTH = 1024 * 1024;
 const EMPTY = Buffer.alloc(0);
 
 /** The session's side of a stream, given to SpdyStream so it never touches session internals. */
@@ -220,6 +241,11 @@ export class SpdySession {
   readonly #flowControl: FlowControlMode;
   readonly #recvWindow: number;
   readonly #closeTimeoutMs: number;
+  readonly #maxPeerStreams: number;
+  readonly #maxRefusedStreams: number;
+  readonly #maxFrameLength: number;
+  #peerStreams = 0;
+  #refusedStreams = 0;
   readonly #abort = new AbortController();
   readonly #deflate = new HeaderCompressor();
   readonly #inflate = new HeaderDecompressor();
@@ -255,6 +281,9 @@ export class SpdySession {
     this.#flowControl = options.flowControl ?? "auto";
     this.#recvWindow = options.initialWindowSize ?? DEFAULT_WINDOW_SIZE;
     this.#closeTimeoutMs = options.closeTimeoutMs ?? 2000;
+    this.#maxPeerStreams = options.maxPeerStreams ?? DEFAULT_MAX_PEER_STREAMS;
+    this.#maxRefusedStreams = options.maxRefusedStreams ?? DEFAULT_MAX_REFUSED_STREAMS;
+    this.#maxFrameLength = options.maxFrameLength ?? DEFAULT_MAX_FRAME_LENGTH;
     this.#nextStreamId = this.role === "client" ? 1 : 2;
     this.#nextPingId = this.role === "client" ? 1 : 2;
     this.signal = this.#abort.signal;
@@ -370,6 +399,7 @@ export class SpdySession {
       st.stream.destroy();
     }
     this.#streams.clear();
+    this.#peerStreams = 0;
     for (const ping of this.#pings.values()) ping.reject(gone);
     this.#pings.clear();
     this.#queue = [];
@@ -386,7 +416,10 @@ export class SpdySession {
   // ---- reading ----
 
   async #readLoop(): Promise<void> {
-    const parser = new FrameParser();
+    const parser = new FrameParser({
+      maxFrameLength: this.#maxFrameLength,
+      maxControlFrameLength: this.#maxFrameLength,
+    });
     try {
       for await (const chunk of this.#socket) {
         this.#idleTimer?.refresh();
@@ -522,6 +555,12 @@ export class SpdySession {
       this.#enqueue(encodeRstStream(id, RstStatus.RefusedStream));
       return;
     }
+    if (this.#peerStreams >= this.#maxPeerStreams) {
+      this.#log.warn({ streamId: id, max: this.#maxPeerStreams }, "spdy: too many open streams, refusing stream");
+      this.#enqueue(encodeRstStream(id, RstStatus.RefusedStream));
+      this.#countRefused();
+      return;
+    }
     const st = this.#createStream(id, headers, { localClosed: unidirectional, replied: true });
     if (fin) this.#remoteFin(st);
     let accepted: boolean;
@@ -533,11 +572,19 @@ export class SpdySession {
     }
     if (!accepted) {
       this.#resetStream(st, RstStatus.RefusedStream);
+      this.#countRefused();
       return;
     }
     if (st.resetStatus !== undefined) return;
     this.#enqueue(() => this.#deflate.compress({}).then((block) => encodeSynReply(id, block)));
     st.markReady();
+  }
+
+  /** One more refused stream; past the limit the session is ended with a protocol error. */
+  #countRefused(): void {
+    if (++this.#refusedStreams > this.#maxRefusedStreams) {
+      throw new SpdyProtocolError(`more than ${this.#maxRefusedStreams} streams refused`);
+    }
   }
 
   #remoteFin(st: StreamState): void {
@@ -727,6 +774,7 @@ export class SpdySession {
     };
     st.stream = new SpdyStream(id, headers, reply, link, this.#recvWindow);
     this.#streams.set(id, st);
+    if (!this.#isOurs(id)) this.#peerStreams++;
     return st;
   }
 
@@ -745,7 +793,7 @@ export class SpdySession {
     st.remoteClosed = true;
     st.drained?.();
     st.markReady();
-    this.#streams.delete(st.id);
+    if (this.#streams.delete(st.id) && !this.#isOurs(st.id)) this.#peerStreams--;
     // A writer of this stream blocked on its window must see that the stream is gone.
     this.#wake(this.#windowWaiters);
     if (destroy && !st.stream.destroyed) st.stream.destroy();

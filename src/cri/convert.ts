@@ -126,6 +126,14 @@ export function resources(r: LinuxContainerResources | undefined): ContainerConf
   return out;
 }
 
+/** A port mapping's protocol; an enum value CRI does not define is InvalidArgument, never TCP by default. */
+function portProtocol(p: Protocol, index: number): "tcp" | "udp" | "sctp" {
+  if (p === Protocol.TCP) return "tcp";
+  if (p === Protocol.UDP) return "udp";
+  if (p === Protocol.SCTP) return "sctp";
+  throw invalidArgument(`config.port_mappings[${index}].protocol ${p}: unknown protocol`);
+}
+
 /** RunPodSandbox's config → domain. Missing config or metadata is InvalidArgument. */
 export function toSandboxConfig(c: PodSandboxConfig | undefined): SandboxConfig {
   if (!c) throw invalidArgument("pod sandbox config is required");
@@ -143,8 +151,8 @@ export function toSandboxConfig(c: PodSandboxConfig | undefined): SandboxConfig 
     },
     hostname: c.hostname,
     logDirectory: c.logDirectory,
-    portMappings: c.portMappings.map((p) => ({
-      protocol: p.protocol === Protocol.UDP ? "udp" : p.protocol === Protocol.SCTP ? "sctp" : "tcp",
+    portMappings: c.portMappings.map((p, i) => ({
+      protocol: portProtocol(p.protocol, i),
       containerPort: p.containerPort,
       hostPort: p.hostPort,
       hostIp: p.hostIp,

@@ -1,7 +1,12 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
-import { ContainerConfigSchema, NamespaceMode, PodSandboxConfigSchema } from "../api/gen/runtime/v1/api_pb.js";
+import {
+  ContainerConfigSchema,
+  NamespaceMode,
+  PodSandboxConfigSchema,
+  type Protocol,
+} from "../api/gen/runtime/v1/api_pb.js";
 import { isKind } from "../errdefs/index.js";
 import { toContainerConfig, toSandboxConfig } from "./convert.js";
 import {
@@ -132,6 +137,7 @@ describe("pod sandbox config", () => {
       [{ portMappings: [{ containerPort: 70000 }] }, /container_port 70000/],
       [{ portMappings: [{ containerPort: 80, hostPort: -1 }] }, /host_port -1/],
       [{ portMappings: [{ containerPort: 80, hostIp: "0.0.0.0 -j ACCEPT" }] }, /host_ip/],
+      [{ portMappings: [{ containerPort: 80, protocol: 7 as Protocol }] }, /protocol 7: unknown/],
       [{ metadata: { name: "a/b", namespace: "n", uid: "u" } }, /config\.metadata\.name/],
       [{ metadata: { name: "a", namespace: "n\0", uid: "u" } }, /config\.metadata\.namespace/],
     ];

@@ -25,6 +25,9 @@ const PRIORITY = 0x20;
 /** HPACK static table index of `:authority`. */
 const AUTHORITY_INDEX = 1;
 
+/** Longest encoded `:authority` value considered for the rewrite (a unix socket path is at most 107 bytes). */
+const MAX_AUTHORITY_TO_REWRITE = 256;
+
 const SLASH = 0x2f;
 const DASH = 0x2d;
 
@@ -161,7 +164,9 @@ function walkHeaderBlock(block: Buffer, onAuthority: (value: Buffer) => Buffer |
     const len = int(7);
     const valueAt = i;
     i += len;
-    if (nameIndex !== AUTHORITY_INDEX || start >= block.length) continue;
+    // A socket path fits in sun_path (108 bytes), so longer values are never ours to rewrite; not
+    // decoding them keeps a hostile 64 KiB value from costing the event loop a bit-by-bit decode.
+    if (nameIndex !== AUTHORITY_INDEX || start >= block.length || len > MAX_AUTHORITY_TO_REWRITE) continue;
     const raw = block.subarray(valueAt, valueAt + len);
     const value = huffman ? huffmanDecode(raw) : Buffer.from(raw);
     if (value === undefined) continue;

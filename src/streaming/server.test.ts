@@ -547,6 +547,15 @@ describe("streaming server: port-forward", () => {
       WsPortForwardClient.connect(server.preparePortForward({ podSandboxId: "p", ports: [] })),
     );
     assert.equal(none.status, 400);
+    const ports = Array.from({ length: 129 }, (_, i) => 1000 + i).join(",");
+    const tooMany = await rejection(
+      WsPortForwardClient.connect(`${server.preparePortForward({ podSandboxId: "p", ports: [] })}?port=${ports}`),
+    );
+    assert.equal(tooMany.status, 400);
+    assert.throws(
+      () => server.preparePortForward({ podSandboxId: "p", ports: Array.from({ length: 129 }, (_, i) => 1000 + i) }),
+      (err) => isKind(err, "InvalidArgument"),
+    );
   });
 
   test("the idle timeout closes a port-forward connection nobody uses", async () => {
@@ -656,7 +665,8 @@ describe("streaming limits", { timeout: 60_000 }, () => {
   before(async () => {
     server = new StreamingServer({
       backend: new HostProcessBackend(),
-      streamCreationTimeoutMs: 1000,
+      // Long: the refusal test must reach its limit before the session gives up waiting for streams.
+      streamCreationTimeoutMs: 10_000,
       portForwardUnusedTimeoutMs: 300,
     });
     await server.listen();

@@ -95,6 +95,12 @@ const SPDY_TUNNEL_PROTOCOL = `SPDY/3.1+${PORT_FORWARD_SPDY_PROTOCOLS[0]}`;
 // How long close() waits for backend calls to return after aborting them.
 const CLOSE_WAIT_MS = 10_000;
 
+/**
+ * Most ports one WebSocket port-forward may name (CRI request or ?port=): each gets a connection
+ * into the pod at once, so the list must be bounded; kubectl users name a handful.
+ */
+const MAX_FORWARDED_PORTS = 128;
+
 const ROUTE = /^\/(exec|attach|portforward)\/([A-Za-z0-9_-]+)$/;
 
 /**
@@ -205,6 +211,9 @@ export class StreamingServer {
   /** Validates a port-forward request (sandbox id required, ports 1-65535), caches it, returns its URL. */
   preparePortForward(req: PortForwardRequest): string {
     if (req.podSandboxId === "") throw invalidArgument("missing required pod_sandbox_id");
+    if (req.ports.length > MAX_FORWARDED_PORTS) {
+      throw invalidArgument(`${req.ports.length} ports: at most ${MAX_FORWARDED_PORTS} per port-forward`);
+    }
     for (const port of req.ports) {
       if (!Number.isInteger(port) || port < 1 || port > 65535) throw invalidArgument(`invalid port ${port}`);
     }
@@ -357,6 +366,10 @@ export class StreamingServer {
       ports = cached.request.ports.length > 0 ? cached.request.ports : queryPorts(url);
       if (ports.length === 0) {
         rejectUpgrade(socket, 400, 'query parameter "port" is required');
+        return;
+      }
+      if (ports.length > MAX_FORWARDED_PORTS) {
+        rejectUpgrade(socket, 400, `at most ${MAX_FORWARDED_PORTS} ports per port-forward`);
         return;
       }
     }

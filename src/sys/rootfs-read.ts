@@ -98,7 +98,8 @@ export function readFileInRootSync(root: string, path: string, options: ReadInRo
         `${path} is ${st.size} bytes, over the ${mib(maxBytes)} limit for files read from a rootfs`,
       );
     const actual = readlinkSync(`/proc/self/fd/${fd}`);
-    if (!actual.startsWith(realRoot === "/" ? "/" : `${realRoot}/`)) throw failedPrecondition(`${path} resolved outside the rootfs`);
+    if (!actual.startsWith(realRoot === "/" ? "/" : `${realRoot}/`))
+      throw failedPrecondition(`${path} resolved outside the rootfs`);
     // One byte more than fstat promised tells a file that grew since (never read past the cap).
     const buf = Buffer.alloc(st.size + 1);
     let len = 0;

@@ -225,6 +225,8 @@ export async function buildModules(config: Config, store: Store, log: Logger): P
 /** How often container writable layers are measured, and how old a figure ContainerStats may serve (ms). */
 const LAYER_USAGE_PERIOD_MS = 10_000;
 const LAYER_USAGE_STALE_MS = 2_000;
+/** The first ContainerStats of a container waits this long for its first walk, then answers without the layer. */
+const LAYER_USAGE_FIRST_WAIT_MS = 1_000;
 
 /**
  * Container root filesystems: an active overlay snapshot per container, mounted under `dir/<id>`.
@@ -233,7 +235,7 @@ const LAYER_USAGE_STALE_MS = 2_000;
  * Writable-layer usage (ContainerStats) comes from a cache: the container controls that tree (it may hold
  * millions of files, be deeper than PATH_MAX, change while walked), so it is walked in a worker thread,
  * every LAYER_USAGE_PERIOD_MS and when a read finds the figure older than LAYER_USAGE_STALE_MS; stats calls
- * never wait for a walk except the first one of a container.
+ * never wait for a walk, except the first one of a container, and that for at most LAYER_USAGE_FIRST_WAIT_MS.
  */
 function containerRootfs(
   snapshotter: Snapshotter,
@@ -263,7 +265,14 @@ function containerRootfs(
       if (!(await isMountPoint(target))) await mountAll(mounts, target);
       return target;
     },
-    usage: (id) => usage.get(id),
+    usage: async (id) => {
+      let timer: NodeJS.Timeout | undefined;
+      const late = new Promise<undefined>((resolve) => {
+        timer = setTimeout(resolve, LAYER_USAGE_FIRST_WAIT_MS, undefined);
+      });
+      // The walk goes on in its worker when we stop waiting; the next call is answered from the cache.
+      return Promise.race([usage.get(id), late]).finally(() => clearTimeout(timer));
+    },
     close: () => usage.close(),
     release: async (id) => {
       usage.delete(id);

@@ -1,7 +1,7 @@
 import { mkdir, readdir, readFile, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { alreadyExists, failedPrecondition, invalidArgument, notFound, wrap } from "../errdefs/index.js";
-import { treeUsage } from "../sys/index.js";
+import { removeTree, treeUsage } from "../sys/index.js";
 import { KeyedMutex, writeFileAtomic } from "../util/index.js";
 import type { Mount, SnapshotInfo, Snapshotter } from "./types.js";
 
@@ -71,7 +71,7 @@ export async function createOverlaySnapshotter(options: OverlaySnapshotterOption
   let meta = await readMetadata(metadataPath);
   const named = new Set(Object.values(meta.snapshots).map((r) => String(r.id)));
   for (const entry of await readdir(snapshotsDir)) {
-    if (!named.has(entry)) await rm(join(snapshotsDir, entry), { recursive: true, force: true });
+    if (!named.has(entry)) await removeTree(join(snapshotsDir, entry));
   }
 
   const lock = new KeyedMutex();
@@ -195,7 +195,7 @@ export async function createOverlaySnapshotter(options: OverlaySnapshotterOption
         return { next: { ...cur, snapshots }, result: r.id };
       });
       // After the record is gone: a failure here leaves an unnamed directory that the next open deletes.
-      await rm(dirOf(id), { recursive: true, force: true });
+      await removeTree(dirOf(id));
     },
 
     async list() {

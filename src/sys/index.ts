@@ -12,5 +12,6 @@ export {
   unpinNamespace,
 } from "./mounts.js";
 export { type InterfaceCounters, interfaceCounters } from "./netdev.js";
+export { removeTree } from "./remove-tree.js";
 export { ROOTFS_FILE_MAX_BYTES } from "./rootfs-read.js";
 export type { TreeUsage } from "./tree-usage.js";

@@ -1,11 +1,12 @@
 /** The disk-usage walker on trees a container could make: deep, wide, changing under it, hard-linked. */
 import assert from "node:assert/strict";
 import { execFileSync, spawn } from "node:child_process";
-import { link, mkdir, mkdtemp, open, rename, symlink, writeFile } from "node:fs/promises";
+import { link, lstat, mkdir, mkdtemp, open, rename, symlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { treeUsage } from "./fs-offload.js";
+import { removeTree } from "./remove-tree.js";
 import { treeUsageSync } from "./tree-usage.js";
 
 let dir: string;
@@ -102,5 +103,21 @@ describe("treeUsage", () => {
   test("the sync walker (the worker's body) agrees with the worker", async () => {
     const t = join(dir, "plain");
     assert.deepEqual(treeUsageSync(t), await treeUsage(t));
+  });
+});
+
+describe("removeTree", () => {
+  test("removes a tree deeper than PATH_MAX, which fs.rm cannot", async () => {
+    const t = join(dir, "remove-deep");
+    const chain = Array.from({ length: 150 }, () => "e".repeat(18)).join("/");
+    await mkdir(join(t, "c", chain), { recursive: true });
+    for (let i = 0; i < 3; i++) {
+      await mkdir(join(t, "n", chain), { recursive: true });
+      await rename(join(t, "c"), join(t, "n", chain, "c"));
+      await rename(join(t, "n"), join(t, "c"));
+    }
+    await removeTree(t);
+    await assert.rejects(lstat(t), { code: "ENOENT" });
+    await removeTree(t); // a missing tree is fine
   });
 });

@@ -124,6 +124,34 @@ describe("hostile images", { skip: isRoot() ? false : "needs root", timeout: 600
     });
   }
 
+  test("a writable layer deeper than PATH_MAX and 30,000 files wide is measured; stats calls keep answering", async () => {
+    // Five chains of 151 directories moved under each other (no single path over PATH_MAX is ever named), then
+    // a wide directory: the layer's deepest path is about 14 KiB long.
+    const chain = Array.from({ length: 150 }, () => "d".repeat(18)).join("/");
+    const script = [
+      `mkdir -p /t/c/${chain}`,
+      `for i in 1 2 3 4; do mkdir -p /t/n/${chain} && mv /t/c /t/n/${chain}/c && mv /t/n /t/c; done`,
+      "mkdir /t/w && cd /t/w && seq 30000 | xargs touch && echo ready > /ready",
+      "exec sleep 600",
+    ].join("; ");
+    const id = await env.startContainer(pod, shell(env, "deep", script));
+    const wanted = 30_000n + 5n * 151n;
+    let inodes = 0n;
+    const deadline = Date.now() + 120_000;
+    while (inodes < wanted && Date.now() < deadline) {
+      const t = performance.now();
+      const s = (await other.runtime.containerStats({ containerId: id })).stats;
+      assert.ok(performance.now() - t < 5000, "ContainerStats answered from the cache");
+      inodes = s?.writableLayer?.inodesUsed?.value ?? 0n;
+      if (inodes < wanted) await new Promise((r) => setTimeout(r, 500));
+    }
+    assert.ok(inodes >= wanted, `writable layer inodes ${inodes}, want at least ${wanted}`);
+    const { imageFilesystems } = await other.image.imageFsInfo({});
+    assert.ok((imageFilesystems[0]?.inodesUsed?.value ?? 0n) >= wanted, "ImageFsInfo counts the container layer");
+    await env.d.client.runtime.stopContainer({ containerId: id, timeout: 0n });
+    await env.d.client.runtime.removeContainer({ containerId: id });
+  });
+
   test("afterwards the daemon still runs an ordinary container", async () => {
     const r = await env.runToExit(pod, shell(env, "ordinary", "id -u; echo alive"));
     assert.equal(r.status.exitCode, 0);

@@ -1,7 +1,7 @@
 /** Reading files of a hostile rootfs: what resolves inside, what is refused, and that nothing hangs. */
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { mkdir, mkdtemp, open, rm, symlink, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, open, rename, rm, symlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
@@ -22,8 +22,9 @@ before(async () => {
   await writeFile(join(outside, "secret"), "host secret\n");
   await writeFile(join(root, "etc", "passwd"), "root:x:0:0:root:/root:/bin/sh\n");
 });
-after(async () => {
-  await rm(dir, { recursive: true, force: true });
+after(() => {
+  // GNU rm walks with openat: it removes the tree deeper than PATH_MAX that fs.rm could not name.
+  execFileSync("rm", ["-rf", "--one-file-system", dir]);
 });
 
 /** A fresh rootfs `name` under the test directory, with `build` run on it. */
@@ -112,6 +113,20 @@ describe("readFileInRoot", () => {
     assert.equal(await readFileInRoot(rel, "/etc/secret"), undefined, "../outside from the root is /outside inside");
   });
 
+  test("a file whose resolved path outgrows PATH_MAX is refused, naming it", async () => {
+    const chain = Array.from({ length: 150 }, () => "d".repeat(18)).join("/");
+    const r = await rootfs("long", async (r) => {
+      // Two chains of 150 directories, one moved under the other, reached through two relative symlinks of
+      // 2.9 KiB each: the resolved path is 5.7 KiB, though no single name given to the kernel is.
+      await mkdir(join(r, "a", chain), { recursive: true });
+      await mkdir(join(r, "b", chain), { recursive: true });
+      await rename(join(r, "b"), join(r, "a", chain, "b"));
+      await symlink(`${chain}/passwd`, join(r, "a", chain, "b", "p"));
+      await symlink(`../a/${chain}/b/p`, join(r, "etc", "passwd"));
+    });
+    await assert.rejects(readFileInRoot(r, "/etc/passwd"), failed(/^\/etc\/passwd: resolve: ENAMETOOLONG$/));
+  });
+
   test("a symlink loop is refused", async () => {
     const r = await rootfs("loop", async (r) => {
       await symlink("b", join(r, "etc", "a"));
@@ -121,9 +136,16 @@ describe("readFileInRoot", () => {
   });
 
   test("a deadline bounds the read (DeadlineExceeded), and the next read still works", async () => {
+    // 128 MiB of (sparse) zeros with the cap raised: a read that takes tens of milliseconds, against 1 ms.
+    const r = await rootfs("slow", async (r) => {
+      const f = await open(join(r, "etc", "passwd"), "w");
+      await f.truncate(128 * 1024 * 1024);
+      await f.close();
+    });
+    await readFileInRoot(root, "/etc/passwd"); // the worker is up: the deadline is the read's alone
     await assert.rejects(
-      readFileInRoot(root, "/etc/passwd", { timeoutMs: 0 }),
-      (err) => isKind(err, "DeadlineExceeded") && /readFileInRoot/.test((err as Error).message),
+      readFileInRoot(r, "/etc/passwd", { maxBytes: 256 * 1024 * 1024, timeoutMs: 1 }),
+      (err) => isKind(err, "DeadlineExceeded") && /readFileInRoot: no answer within 1 ms/.test((err as Error).message),
     );
     assert.equal(String(await readFileInRoot(root, "/etc/passwd")), "root:x:0:0:root:/root:/bin/sh\n");
   });

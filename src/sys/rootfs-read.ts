@@ -1,5 +1,5 @@
 import { closeSync, constants, fstatSync, lstatSync, openSync, readlinkSync, readSync, realpathSync } from "node:fs";
-import { failedPrecondition } from "../errdefs/index.js";
+import { failedPrecondition, RuntimeError } from "../errdefs/index.js";
 
 /** Largest file {@link readFileInRootSync} reads unless told otherwise: /etc/passwd of real images is a few KiB. */
 export const ROOTFS_FILE_MAX_BYTES = 4 * 1024 * 1024;
@@ -79,7 +79,14 @@ export function resolveInRoot(root: string, path: string): string | undefined {
 export function readFileInRootSync(root: string, path: string, options: ReadInRootOptions = {}): Buffer | undefined {
   const maxBytes = options.maxBytes ?? ROOTFS_FILE_MAX_BYTES;
   const realRoot = realpathSync(root);
-  const host = resolveInRoot(realRoot, path);
+  let host: string | undefined;
+  try {
+    host = resolveInRoot(realRoot, path);
+  } catch (err) {
+    // e.g. ENAMETOOLONG from symlinks that expand past PATH_MAX: still the image's fault, still named.
+    if (err instanceof RuntimeError) throw err;
+    throw failedPrecondition(`${path}: resolve: ${errnoOf(err) ?? String(err)}`);
+  }
   if (host === undefined) return undefined;
   let fd: number;
   try {

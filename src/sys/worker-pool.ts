@@ -39,9 +39,12 @@ interface Slot {
   worker: Worker;
   job: Job | undefined;
   idle: NodeJS.Timeout | undefined;
+  /** Set once the worker has loaded its module; until then a job's deadline does not run. */
+  ready: boolean;
+  onReady: (() => void) | undefined;
 }
 
-type Reply = { ok: true; value: unknown } | { ok: false; kind: ErrorKind; message: string };
+type Reply = { ready: true } | { ok: true; value: unknown } | { ok: false; kind: ErrorKind; message: string };
 
 /**
  * Starts the worker module at `url`. Under tsx (tests run the TypeScript sources) Node 20 does not carry the
@@ -81,12 +84,18 @@ export function createWorkerPool(url: URL, options: WorkerPoolOptions = {}): Wor
   const newSlot = (): Slot => {
     const worker = spawn(url);
     worker.unref();
-    const slot: Slot = { worker, job: undefined, idle: undefined };
-    worker.on("message", (reply: Reply) =>
+    const slot: Slot = { worker, job: undefined, idle: undefined, ready: false, onReady: undefined };
+    worker.on("message", (reply: Reply) => {
+      if ("ready" in reply) {
+        slot.ready = true;
+        slot.onReady?.();
+        slot.onReady = undefined;
+        return;
+      }
       finish(slot, (job) =>
         reply.ok ? job.resolve(reply.value) : job.reject(new RuntimeError(reply.kind, reply.message)),
-      ),
-    );
+      );
+    });
     const died = (err: unknown) => {
       retire(slot);
       finish(slot, (job) => job.reject(new RuntimeError("Internal", `worker ${job.op}: ${messageOf(err)}`)));
@@ -108,14 +117,19 @@ export function createWorkerPool(url: URL, options: WorkerPoolOptions = {}): Wor
       retire(slot);
       finish(slot, (j) => j.reject(err));
     };
-    const timer =
-      job.timeoutMs !== undefined
-        ? setTimeout(
-            () => abandon(new RuntimeError("DeadlineExceeded", `${job.op}: no answer within ${job.timeoutMs} ms`)),
-            job.timeoutMs,
-          )
-        : undefined;
-    timer?.unref();
+    // The deadline bounds the job, not the worker's start-up (loading modules on a busy machine).
+    let timer: NodeJS.Timeout | undefined;
+    const arm = () => {
+      if (job.timeoutMs === undefined || slot.job !== job) return;
+      const ms = job.timeoutMs;
+      timer = setTimeout(
+        () => abandon(new RuntimeError("DeadlineExceeded", `${job.op}: no answer within ${ms} ms`)),
+        ms,
+      );
+      timer.unref();
+    };
+    if (slot.ready) arm();
+    else slot.onReady = arm;
     const onAbort = () => abandon(new RuntimeError("Canceled", `${job.op}: canceled`));
     job.signal?.addEventListener("abort", onAbort, { once: true });
     const settle = { resolve: job.resolve, reject: job.reject };
@@ -181,6 +195,7 @@ export function createWorkerPool(url: URL, options: WorkerPoolOptions = {}): Wor
 export function serveWorker(handlers: Record<string, (arg: never) => unknown>): void {
   const port = parentPort;
   if (!port) throw new Error("serveWorker: not in a worker thread");
+  port.postMessage({ ready: true });
   port.on("message", (msg: { op: string; arg: unknown }) => {
     let reply: Reply;
     try {

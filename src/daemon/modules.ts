@@ -26,7 +26,8 @@ import { type ContainerRuntime, createContainerRuntime } from "../runtime/index.
 import { createOverlaySnapshotter, layerDirsOf, mountAll, type Snapshotter, unmount } from "../snapshots/index.js";
 import type { Store } from "../store/index.js";
 import { StreamingServer } from "../streaming/index.js";
-import { diskUsage, isMountPoint } from "../sys/index.js";
+import { isMountPoint, treeUsage } from "../sys/index.js";
+import { createRefreshingCache } from "../util/index.js";
 
 /**
  * Builds the domain modules from the config and binds them together through the narrow
@@ -171,11 +172,12 @@ export async function buildModules(config: Config, store: Store, log: Logger): P
       };
     },
   };
-  const rootfs = containerRootfs(snapshotter, join(config.state, "rootfs"), async () => {
+  const rootfs = containerRootfs(snapshotter, join(config.state, "rootfs"), log, async () => {
     // The container's image may have been removed while the container used its layers: without a
     // collection now, those layers would stay on disk until the next RemoveImage or restart.
     await images.collectGarbage().catch((err: unknown) => log.warn({ err }, "collect image garbage"));
   });
+  closers.push(() => rootfs.close());
   const containers = new ContainerManager({
     records: store.collection("containers"),
     sandboxes,
@@ -220,12 +222,39 @@ export async function buildModules(config: Config, store: Store, log: Logger): P
   };
 }
 
+/** How often container writable layers are measured, and how old a figure ContainerStats may serve (ms). */
+const LAYER_USAGE_PERIOD_MS = 10_000;
+const LAYER_USAGE_STALE_MS = 2_000;
+/** The first ContainerStats of a container waits this long for its first walk, then answers without the layer. */
+const LAYER_USAGE_FIRST_WAIT_MS = 1_000;
+
 /**
  * Container root filesystems: an active overlay snapshot per container, mounted under `dir/<id>`.
  * `released` runs after a container's snapshot is removed (image garbage collection).
+ *
+ * Writable-layer usage (ContainerStats) comes from a cache: the container controls that tree (it may hold
+ * millions of files, be deeper than PATH_MAX, change while walked), so it is walked in a worker thread,
+ * every LAYER_USAGE_PERIOD_MS and when a read finds the figure older than LAYER_USAGE_STALE_MS; stats calls
+ * never wait for a walk, except the first one of a container, and that for at most LAYER_USAGE_FIRST_WAIT_MS.
  */
-function containerRootfs(snapshotter: Snapshotter, dir: string, released: () => Promise<void>): ContainerRootfs {
+function containerRootfs(
+  snapshotter: Snapshotter,
+  dir: string,
+  log: Logger,
+  released: () => Promise<void>,
+): ContainerRootfs & { close(): void } {
   const key = (id: string) => `container-${id}`;
+  const usage = createRefreshingCache<string, { bytes: number; inodes: number; mountpoint: string } | undefined>({
+    periodMs: LAYER_USAGE_PERIOD_MS,
+    staleMs: LAYER_USAGE_STALE_MS,
+    compute: async (id, signal) => {
+      if (!(await snapshotter.stat(key(id)))) return undefined;
+      const { upper } = layerDirsOf(await snapshotter.mounts(key(id)));
+      const { bytes, inodes } = await treeUsage(upper, { signal });
+      return { bytes, inodes, mountpoint: upper };
+    },
+    onError: (containerId, err) => log.warn({ err, containerId }, "measure writable layer"),
+  });
   return {
     prepare: async (id, chainId) => {
       const target = join(dir, id);
@@ -237,11 +266,16 @@ function containerRootfs(snapshotter: Snapshotter, dir: string, released: () => 
       return target;
     },
     usage: async (id) => {
-      if (!(await snapshotter.stat(key(id)))) return undefined;
-      const { upper } = layerDirsOf(await snapshotter.mounts(key(id)));
-      return { ...(await diskUsage(upper)), mountpoint: upper };
+      let timer: NodeJS.Timeout | undefined;
+      const late = new Promise<undefined>((resolve) => {
+        timer = setTimeout(resolve, LAYER_USAGE_FIRST_WAIT_MS, undefined);
+      });
+      // The walk goes on in its worker when we stop waiting; the next call is answered from the cache.
+      return Promise.race([usage.get(id), late]).finally(() => clearTimeout(timer));
     },
+    close: () => usage.close(),
     release: async (id) => {
+      usage.delete(id);
       const target = join(dir, id);
       if (await isMountPoint(target)) await unmount(target, { detach: true });
       await rm(target, { recursive: true, force: true });

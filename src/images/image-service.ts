@@ -3,7 +3,7 @@ import { RuntimeError, wrap } from "../errdefs/index.js";
 import { type Logger, silentLogger } from "../log/index.js";
 import type { Snapshotter } from "../snapshots/index.js";
 import type { Collection, Store } from "../store/index.js";
-import { AmbiguousPrefixError, KeyedMutex, resolvePrefix } from "../util/index.js";
+import { AmbiguousPrefixError, createRefreshingCache, KeyedMutex, resolvePrefix } from "../util/index.js";
 import type { RegistryCredentials } from "./auth.js";
 import { collectGarbage, type GcLocks, type GcResult, Leases, type References } from "./gc.js";
 import type { ImageConfig } from "./manifest.js";
@@ -131,6 +131,20 @@ export class ImageService {
   private readonly gcLock = new KeyedMutex();
   private readonly closing = new AbortController();
   private readonly log: Logger;
+  /**
+   * ImageFsInfo's figures, answered from memory: snapshot usage may walk container writable layers (in a
+   * worker), so it is recomputed on a period and when stale, and dropped when a pull or a collection
+   * changes what is stored.
+   */
+  private readonly usage = createRefreshingCache<"all", { bytes: number; inodes: number; at: number }>({
+    periodMs: 30_000,
+    staleMs: 5_000,
+    compute: async () => {
+      const [c, s] = await Promise.all([this.o.content.usage(), this.o.snapshotter.usage()]);
+      return { bytes: c.bytes + s.bytes, inodes: c.inodes + s.inodes, at: Date.now() };
+    },
+    onError: (_key, err) => this.log.warn({ err }, "measure image filesystem usage"),
+  });
 
   constructor(private readonly o: ImageServiceOptions) {
     this.log = o.logger ?? silentLogger();
@@ -188,6 +202,7 @@ export class ImageService {
             createdAt: Date.now(),
           }),
         );
+        this.usage.delete("all");
         this.log.info({ image: record.id, ref: ref }, "image pulled");
         return record;
       });
@@ -272,12 +287,13 @@ export class ImageService {
 
   /** Bytes and inodes used by image blobs and layer snapshots. */
   async fsInfo(): Promise<ImageFsInfo> {
-    const [c, s] = await Promise.all([this.o.content.usage(), this.o.snapshotter.usage()]);
+    const u = await this.usage.get("all");
     return {
-      timestamp: BigInt(Date.now()) * 1_000_000n,
+      // When the figures were measured, as CRI asks, not when they were served.
+      timestamp: BigInt(u.at) * 1_000_000n,
       mountpoint: this.o.mountpoint,
-      usedBytes: c.bytes + s.bytes,
-      inodesUsed: c.inodes + s.inodes,
+      usedBytes: u.bytes,
+      inodesUsed: u.inodes,
     };
   }
 
@@ -323,8 +339,10 @@ export class ImageService {
         locks: this.locks,
         log: this.log,
       });
-      if (result.blobs.length + result.snapshots.length > 0)
+      if (result.blobs.length + result.snapshots.length > 0) {
+        this.usage.delete("all");
         this.log.info({ blobs: result.blobs.length, snapshots: result.snapshots.length }, "image garbage collected");
+      }
       return result;
     });
   }
@@ -332,6 +350,7 @@ export class ImageService {
   /** Cancels pulls in flight and closes registry connections. The stores are the caller's. */
   close(): void {
     this.closing.abort(new RuntimeError("Canceled", "image service closing"));
+    this.usage.close();
     if (this.ownsRegistry) this.registry.close();
   }
 

@@ -210,6 +210,8 @@ export class ContainerManager {
           runAsUsername: config.runAsUsername,
           supplementalGroups: config.supplementalGroups,
           imageUser: image.config.User ?? "",
+          image: image.name,
+          ...(options.signal ? { signal: options.signal } : {}),
         });
         rec.uid = user.uid;
         rec.gid = user.gid;

@@ -1,8 +1,10 @@
 import assert from "node:assert/strict";
-import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { execFileSync } from "node:child_process";
+import { mkdir, mkdtemp, rm, symlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
+import { isKind } from "../errdefs/index.js";
 import { resolveUser } from "./users.js";
 
 let rootfs: string;
@@ -14,7 +16,7 @@ before(async () => {
 });
 after(() => rm(rootfs, { recursive: true, force: true }));
 
-const base = { runAsUsername: "", supplementalGroups: [], imageUser: "" };
+const base = { runAsUsername: "", supplementalGroups: [], imageUser: "", image: "test/img:1" };
 
 test("no user anywhere runs as root with root's groups, the primary one included", async () => {
   assert.deepEqual(await resolveUser(rootfs, base), { uid: 0, gid: 0, additionalGids: [0, 3000], username: "root" });
@@ -51,4 +53,28 @@ test("uid:gid from the image and unknown uids work without passwd entries", asyn
 
 test("an unknown user name is a clear error", async () => {
   await assert.rejects(resolveUser(rootfs, { ...base, runAsUsername: "ghost" }), /user "ghost" not found/);
+});
+
+test("a hostile /etc/passwd or /etc/group is FailedPrecondition naming the image and the file", async () => {
+  const hostile = await mkdtemp(join(tmpdir(), "berth-users-hostile-"));
+  try {
+    await mkdir(join(hostile, "etc"));
+    execFileSync("mkfifo", [join(hostile, "etc/passwd")]);
+    await assert.rejects(
+      resolveUser(hostile, { ...base, runAsUsername: "app" }),
+      (err) =>
+        isKind(err, "FailedPrecondition") &&
+        (err as Error).message === "image test/img:1: /etc/passwd is a FIFO, not a regular file",
+    );
+    await rm(join(hostile, "etc"), { recursive: true });
+    await symlink("/etc", join(hostile, "etc"));
+    await assert.rejects(
+      resolveUser(hostile, base),
+      (err) =>
+        isKind(err, "FailedPrecondition") &&
+        /^image test\/img:1: \/etc\/passwd: too many levels/.test((err as Error).message),
+    );
+  } finally {
+    await rm(hostile, { recursive: true, force: true });
+  }
 });

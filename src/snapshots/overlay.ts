@@ -1,7 +1,7 @@
-import { lstatSync, readdirSync, type Stats } from "node:fs";
 import { mkdir, readdir, readFile, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { alreadyExists, failedPrecondition, invalidArgument, notFound, wrap } from "../errdefs/index.js";
+import { removeTree, treeUsage } from "../sys/index.js";
 import { KeyedMutex, writeFileAtomic } from "../util/index.js";
 import type { Mount, SnapshotInfo, Snapshotter } from "./types.js";
 
@@ -71,7 +71,7 @@ export async function createOverlaySnapshotter(options: OverlaySnapshotterOption
   let meta = await readMetadata(metadataPath);
   const named = new Set(Object.values(meta.snapshots).map((r) => String(r.id)));
   for (const entry of await readdir(snapshotsDir)) {
-    if (!named.has(entry)) await rm(join(snapshotsDir, entry), { recursive: true, force: true });
+    if (!named.has(entry)) await removeTree(join(snapshotsDir, entry));
   }
 
   const lock = new KeyedMutex();
@@ -195,7 +195,7 @@ export async function createOverlaySnapshotter(options: OverlaySnapshotterOption
         return { next: { ...cur, snapshots }, result: r.id };
       });
       // After the record is gone: a failure here leaves an unnamed directory that the next open deletes.
-      await rm(dirOf(id), { recursive: true, force: true });
+      await removeTree(dirOf(id));
     },
 
     async list() {
@@ -229,40 +229,12 @@ async function readMetadata(path: string): Promise<Metadata> {
 }
 
 /**
- * Allocated bytes (as `du` counts them) and inodes under `dir`, each inode counted once (hard
- * links). One directory is read synchronously at a time, then the event loop turns: thread-pool
- * round trips per file would make this walk ~10x slower, one long synchronous walk would stall
- * the daemon. Entries removed during the walk (a concurrent remove) are skipped.
+ * Allocated bytes (as `du` counts them) and inodes under `dir`, each inode counted once (hard links). The
+ * walk runs in a worker thread (`treeUsage`): a layer or a writable layer may hold hundreds of thousands of
+ * files, or be deeper than PATH_MAX, and neither the event loop nor libuv's pool may wait on that. Entries
+ * removed during the walk (a concurrent remove, a running container) are skipped.
  */
 async function diskUsage(dir: string): Promise<Usage> {
-  const seen = new Set<string>();
-  let bytes = 0;
-  const count = (st: Stats) => {
-    const ino = `${st.dev}:${st.ino}`;
-    if (seen.has(ino)) return;
-    seen.add(ino);
-    bytes += st.blocks * 512;
-  };
-  const top = lstatSync(dir, { throwIfNoEntry: false });
-  if (!top) return { bytes: 0, inodes: 0 };
-  count(top);
-  const stack = top.isDirectory() ? [dir] : [];
-  for (let path = stack.pop(); path !== undefined; path = stack.pop()) {
-    let names: string[];
-    try {
-      names = readdirSync(path);
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === "ENOENT") continue;
-      throw wrap(err, `usage of ${path}`);
-    }
-    for (const name of names) {
-      const child = join(path, name);
-      const st = lstatSync(child, { throwIfNoEntry: false });
-      if (!st) continue;
-      count(st);
-      if (st.isDirectory()) stack.push(child);
-    }
-    await new Promise((resolve) => setImmediate(resolve));
-  }
-  return { bytes, inodes: seen.size };
+  const { bytes, inodes } = await treeUsage(dir);
+  return { bytes, inodes };
 }

@@ -1,6 +1,6 @@
 export { type CgroupStats, readCgroupStats } from "./cgroups.js";
-export { diskUsage } from "./du.js";
 export { type RunOptions, type RunResult, run, runUnchecked } from "./exec.js";
+export { type ReadFileInRootOptions, ROOTFS_READ_TIMEOUT_MS, readFileInRoot, treeUsage } from "./fs-offload.js";
 export {
   ensurePrivateMount,
   isMountPoint,
@@ -12,3 +12,6 @@ export {
   unpinNamespace,
 } from "./mounts.js";
 export { type InterfaceCounters, interfaceCounters } from "./netdev.js";
+export { removeTree } from "./remove-tree.js";
+export { ROOTFS_FILE_MAX_BYTES } from "./rootfs-read.js";
+export type { TreeUsage } from "./tree-usage.js";

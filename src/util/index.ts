@@ -1,4 +1,5 @@
 export { fsyncDir, writeFileAtomic } from "./atomic-file.js";
 export { AmbiguousPrefixError, newId, resolvePrefix, shortId } from "./ids.js";
 export { KeyedMutex } from "./keyed-mutex.js";
+export { createRefreshingCache, type RefreshingCache, type RefreshingCacheOptions } from "./refreshing-cache.js";
 export { packageVersion } from "./version.js";

@@ -8,7 +8,9 @@
 import { createHash } from "node:crypto";
 import { mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { gzipSync } from "node:zlib";
+import { Transform } from "node:stream";
+import { pipeline } from "node:stream/promises";
+import { createGzip } from "node:zlib";
 import { pack as tarPack } from "tar-stream";
 import { type Descriptor, type FixtureImage, hostArchitecture, MediaTypes } from "./images.js";
 import type { BlobSource } from "./registry.js";
@@ -19,7 +21,10 @@ export type TarEntry =
   | { type: "file"; name: string; content: string; mode?: number }
   | { type: "symlink"; name: string; linkname: string }
   | { type: "link"; name: string; linkname: string }
-  | { type: "character-device"; name: string; devmajor: number; devminor: number };
+  | { type: "character-device"; name: string; devmajor: number; devminor: number }
+  | { type: "fifo"; name: string }
+  /** A file of `size` zero bytes, streamed (a 256 MiB file costs no memory; gzip makes it ~250 KiB). */
+  | { type: "zeros"; name: string; size: number };
 
 /** A layer to build, or an existing (fixture) layer reused by descriptor and diff ID. */
 export type LayerSpec = { entries: TarEntry[] } | { descriptor: Descriptor; diffId: string };
@@ -58,9 +63,9 @@ export async function buildImage(dir: string, options: BuildImageOptions): Promi
       diffIds.push(spec.diffId);
       continue;
     }
-    const tar = await tarOf(spec.entries);
-    diffIds.push(`sha256:${createHash("sha256").update(tar).digest("hex")}`);
-    layers.push(await put(MediaTypes.ociLayerGzip, gzipSync(tar)));
+    const { diffId, gzipped } = await layerOf(spec.entries);
+    diffIds.push(diffId);
+    layers.push(await put(MediaTypes.ociLayerGzip, gzipped));
   }
   const config = await put(
     MediaTypes.ociConfig,
@@ -93,13 +98,24 @@ export async function buildImage(dir: string, options: BuildImageOptions): Promi
   };
 }
 
-/** An uncompressed tar of `entries`, in order. */
-async function tarOf(entries: TarEntry[]): Promise<Buffer> {
+/** The gzipped tar of `entries`, in order, and its diff ID (sha256 of the tar), streamed. */
+async function layerOf(entries: TarEntry[]): Promise<{ diffId: string; gzipped: Buffer }> {
   const pack = tarPack();
+  const hash = createHash("sha256");
   const chunks: Buffer[] = [];
-  const collected = (async () => {
-    for await (const chunk of pack) chunks.push(Buffer.from(chunk as Uint8Array));
-  })();
+  const collected = pipeline(
+    pack,
+    new Transform({
+      transform(chunk: Buffer, _enc, done) {
+        hash.update(chunk);
+        done(null, chunk);
+      },
+    }),
+    createGzip(),
+    async (source: AsyncIterable<Buffer>) => {
+      for await (const chunk of source) chunks.push(chunk);
+    },
+  );
   const common = { mtime: new Date(0), uid: 0, gid: 0 };
   for (const e of entries) {
     await new Promise<void>((resolve, reject) => {
@@ -121,10 +137,25 @@ async function tarOf(entries: TarEntry[]): Promise<Buffer> {
             done,
           );
           break;
+        case "fifo":
+          pack.entry({ ...common, name: e.name, type: "fifo", mode: 0o644 }, done);
+          break;
+        case "zeros": {
+          const body = pack.entry({ ...common, name: e.name, type: "file", mode: 0o644, size: e.size }, done);
+          const zeros = Buffer.alloc(1024 * 1024);
+          void pipeline(
+            (function* () {
+              for (let left = e.size; left > 0; left -= zeros.length)
+                yield left >= zeros.length ? zeros : zeros.subarray(0, left);
+            })(),
+            body,
+          ).catch(reject);
+          break;
+        }
       }
     });
   }
   pack.finalize();
   await collected;
-  return Buffer.concat(chunks);
+  return { diffId: `sha256:${hash.digest("hex")}`, gzipped: Buffer.concat(chunks) };
 }

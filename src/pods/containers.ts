@@ -225,7 +225,8 @@ export class ContainerManager {
           ...(this.o.oomScoreAdjFloor !== undefined ? { oomScoreAdjFloor: this.o.oomScoreAdjFloor } : {}),
           ...(await this.pidNamespace(sandbox.id, config)),
         });
-        if (logPath) await mkdir(join(logPath, ".."), { recursive: true });
+        // Root-only when we create it; an existing log directory (the kubelet's) keeps its mode.
+        if (logPath) await mkdir(join(logPath, ".."), { recursive: true, mode: 0o700 });
         const created = await this.o.runtime.createContainer({
           id,
           spec,
@@ -446,7 +447,16 @@ export class ContainerManager {
   private async refreshExit(id: string): Promise<void> {
     const rec = this.o.records.get(id);
     if (!rec || rec.state === "exited") return;
-    const st = await this.o.runtime.status(id);
+    let st: Awaited<ReturnType<ContainerRuntime["status"]>>;
+    try {
+      st = await this.o.runtime.status(id);
+    } catch (err) {
+      // Its runtime state was removed under us (and stop found nothing of it running): it can only
+      // be reported as exited, so that StopContainer, StopPodSandbox and removal still finish.
+      if (!isKind(err, "NotFound")) throw err;
+      this.finish(rec, { exitCode: 255, finishedAt: new Date(), oomKilled: false }, "runtime state lost");
+      return;
+    }
     if (st.state === "stopped")
       this.finish(
         rec,

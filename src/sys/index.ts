@@ -12,3 +12,4 @@ export {
   unpinNamespace,
 } from "./mounts.js";
 export { type InterfaceCounters, interfaceCounters } from "./netdev.js";
+export { killProcessTree, type ProcPaths } from "./proc.js";

@@ -1,4 +1,5 @@
 export { fsyncDir, writeFileAtomic } from "./atomic-file.js";
 export { AmbiguousPrefixError, newId, resolvePrefix, shortId } from "./ids.js";
 export { KeyedMutex } from "./keyed-mutex.js";
+export { ensureDir } from "./private-dir.js";
 export { packageVersion } from "./version.js";

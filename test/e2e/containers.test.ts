@@ -547,15 +547,34 @@ describe("containers", { skip: isRoot() ? false : "needs root (runc, conmon, CNI
       assert.deepEqual(await exec(id, ["hostname"]), { stdout: "containers\n", stderr: "", exitCode: 0 });
     });
 
-    test("ExecSync past its timeout kills the command and reports exit code -1", async () => {
+    test("ExecSync past its timeout kills the command and answers DeadlineExceeded", async () => {
       const t0 = Date.now();
-      const r = await exec(id, ["sh", "-c", "echo started; exec sleep 30"], 1n);
+      await assert.rejects(
+        exec(id, ["sh", "-c", "echo started; exec sleep 30"], 1n),
+        grpcError(Code.DeadlineExceeded, /timed out/),
+      );
       const took = Date.now() - t0;
-      assert.equal(r.exitCode, -1);
-      assert.match(r.stderr, /timed out/);
       assert.ok(took < 10_000, `returned after ${took} ms`);
       const ps = await exec(id, ["ps", "-o", "args"]);
       assert.doesNotMatch(ps.stdout, /sleep 30/, "the timed-out command was killed");
+    });
+
+    test("ExecSync past its timeout kills every process the command started before it answers", async () => {
+      // The shell forks one sleep into the background and waits in another: both must be gone the
+      // moment the RPC returns, not only the shell conmon started.
+      await assert.rejects(
+        exec(id, ["sh", "-c", "sleep 300 & sleep 301 & wait"], 1n),
+        grpcError(Code.DeadlineExceeded),
+      );
+      const ps = await exec(id, ["ps", "-o", "pid,args"]);
+      assert.doesNotMatch(ps.stdout, /sleep 30[01]/, `left running:\n${ps.stdout}`);
+      // The container's own process is untouched.
+      assert.match(ps.stdout, /sleep 3600/);
+    });
+
+    test("ExecSync without a timeout still returns a command's output while its background child runs on", async () => {
+      const r = await exec(id, ["sh", "-c", "echo hi; sleep 2 >/dev/null 2>&1 </dev/null &"]);
+      assert.deepEqual(r, { stdout: "hi\n", stderr: "", exitCode: 0 });
     });
 
     test("ExecSync of a missing executable is an error, and the container keeps running", async () => {

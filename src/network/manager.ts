@@ -5,6 +5,7 @@ import { KeyedMutex } from "../util/index.js";
 import { type CacheEntry, readCache, removeCache, writeCache } from "./cache.js";
 import { type CapabilityArgs, runtimeConfigFor } from "./capabilities.js";
 import { applyPodCidrs, compareVersions, type NetworkConfigList, needsPodCidr, type PluginConf } from "./config.js";
+import { masqueradesInNetns, removeMasquerade } from "./masquerade.js";
 import { isNetns } from "./netns.js";
 import { checkName, DEFAULT_CONF_DIR, DEFAULT_IFNAME, DEFAULT_PLUGIN_DIRS, DEFAULT_RESULT_DIR } from "./paths.js";
 import { type CniCommand, execPlugin, pluginStdin } from "./plugin.js";
@@ -302,6 +303,7 @@ export class NetworkManager {
     for (const plugin of [...entry.config.plugins].reverse()) {
       try {
         await this.exec("DEL", entry, plugin, { netns, prevResult: prev, signal });
+        if (netns === "" && masqueradesInNetns(plugin)) await this.removeMasquerade(entry);
       } catch (err) {
         // containerd's rule: "not found" means already gone. It also covers a plugin binary
         // that is no longer installed, which leaves nothing this DEL could undo.
@@ -314,6 +316,14 @@ export class NetworkManager {
       }
     }
     if (first !== undefined) throw first;
+  }
+
+  /** What a netns-less DEL of bridge/ptp leaves: the pod's masquerade rules (see masquerade.ts). */
+  private async removeMasquerade(entry: CacheEntry): Promise<void> {
+    if (entry.result === undefined) return;
+    const ips = toPodNetwork(parseResult(entry.result, "cached cni result"), entry.ifName).ips;
+    const errors = await removeMasquerade(entry.config.name, entry.containerId, ips);
+    if (errors.length > 0) throw new Error(`remove masquerade rules: ${errors.join("; ")}`);
   }
 
   /** One plugin execution for `entry`'s attachment; ADD returns the result to chain on. */

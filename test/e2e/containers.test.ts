@@ -577,6 +577,23 @@ describe("containers", { skip: isRoot() ? false : "needs root (runc, conmon, CNI
       assert.deepEqual(r, { stdout: "hi\n", stderr: "", exitCode: 0 });
     });
 
+    test("a container whose state directory was deleted while it ran is still stopped and removed, its process gone", async () => {
+      const victim = await env.startContainer(pod, sh("vanishing", "exec sleep 3600"));
+      const stateDir = join(env.d.state, "runtime", "containers", victim);
+      const pid = Number((await readFile(join(stateDir, "pidfile"), "utf8")).trim());
+      assert.ok(pid > 0);
+      await rm(stateDir, { recursive: true, force: true });
+      await env.d.client.runtime.stopContainer({ containerId: victim, timeout: 0n });
+      const st = (await env.d.client.runtime.containerStatus({ containerId: victim })).status;
+      assert.equal(st?.state, ContainerState.CONTAINER_EXITED);
+      await eventually("the container's process to be gone", async () => {
+        const stat = await readFile(`/proc/${pid}/stat`, "utf8").catch(() => "");
+        return stat === "" || / Z /.test(stat);
+      });
+      await env.d.client.runtime.removeContainer({ containerId: victim });
+      await assert.rejects(env.d.client.runtime.containerStatus({ containerId: victim }), grpcError(Code.NotFound));
+    });
+
     test("ExecSync of a missing executable is an error, and the container keeps running", async () => {
       await assert.rejects(exec(id, ["/no/such/binary"]));
       assert.equal(

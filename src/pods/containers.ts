@@ -140,6 +140,13 @@ export class ContainerManager {
       const st = result.statuses.get(rec.id);
       if (!st || result.missing.includes(rec.id)) {
         if (rec.state === "running" || rec.state === "created") {
+          // Its state directory is gone but runc may still run it (the directory was deleted, not the
+          // container): it is reported exited, so nothing of it may run on unseen.
+          await this.o.runtime
+            .delete(rec.id)
+            .catch((err: unknown) =>
+              this.o.log.warn({ err, containerId: rec.id }, "kill container whose state is lost"),
+            );
           this.finish(
             rec,
             { exitCode: 255, finishedAt: new Date(), oomKilled: false },

@@ -594,6 +594,21 @@ describe("containers", { skip: isRoot() ? false : "needs root (runc, conmon, CNI
       await assert.rejects(env.d.client.runtime.containerStatus({ containerId: victim }), grpcError(Code.NotFound));
     });
 
+    test("a container whose state directory was deleted is killed when berthd restarts, not left running as exited", async () => {
+      const victim = await env.startContainer(pod, sh("lost", "exec sleep 3600"));
+      const stateDir = join(env.d.state, "runtime", "containers", victim);
+      const pid = Number((await readFile(join(stateDir, "pidfile"), "utf8")).trim());
+      await env.restart({ kill: true, beforeStart: () => rm(stateDir, { recursive: true, force: true }) });
+      const st = (await env.d.client.runtime.containerStatus({ containerId: victim })).status;
+      assert.equal(st?.state, ContainerState.CONTAINER_EXITED);
+      assert.equal(st?.exitCode, 255);
+      await eventually("the lost container's process to be gone", async () => {
+        const stat = await readFile(`/proc/${pid}/stat`, "utf8").catch(() => "");
+        return stat === "" || / Z /.test(stat);
+      });
+      await env.d.client.runtime.removeContainer({ containerId: victim });
+    });
+
     test("ExecSync of a missing executable is an error, and the container keeps running", async () => {
       await assert.rejects(exec(id, ["/no/such/binary"]));
       assert.equal(

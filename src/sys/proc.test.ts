@@ -52,3 +52,33 @@ test("killProcessTree of a pid that is gone kills nothing", async () => {
   await new Promise<void>((resolve) => p.once("exit", () => resolve()));
   assert.deepEqual(await killProcessTree(p.pid as number), []);
 });
+
+test("killProcessTree of a session leader also kills a member its parent left orphaned", {
+  timeout: 20_000,
+}, async () => {
+  // setsid makes the shell a session leader; the subshell exits at once, re-parenting sleep 303.
+  const tree = spawn("setsid", ["-w", "sh", "-c", "(sleep 303 &) ; sleep 304"], { stdio: "ignore" });
+  let leader: number | undefined;
+  let orphan: number | undefined;
+  try {
+    for (let i = 0; i < 100 && (leader === undefined || orphan === undefined); i++) {
+      for (const e of await readdir("/proc")) {
+        if (!/^\d+$/.test(e)) continue;
+        const args = (await readFile(`/proc/${e}/cmdline`, "utf8").catch(() => "")).split("\0");
+        const stat = await readFile(`/proc/${e}/stat`, "utf8").catch(() => "");
+        const sid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[3]);
+        if (args[0] === "sh" && args[2] === "(sleep 303 &) ; sleep 304" && sid === Number(e)) leader = Number(e);
+        if (args[0] === "sleep" && args[1] === "303" && leader !== undefined && sid === leader) orphan = Number(e);
+      }
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    assert.ok(leader !== undefined && orphan !== undefined, "found the session leader and its orphan");
+    const killed = await killProcessTree(leader);
+    assert.ok(killed.includes(orphan), `the orphan ${orphan} is among ${killed.join(",")}`);
+    for (let i = 0; i < 100 && (await alive(orphan)); i++) await new Promise((r) => setTimeout(r, 20));
+    assert.equal(await alive(orphan), false);
+  } finally {
+    tree.kill("SIGKILL");
+    for (const pid of [orphan, leader]) if (pid !== undefined && (await alive(pid))) process.kill(pid, "SIGKILL");
+  }
+});

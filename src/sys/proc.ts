@@ -5,6 +5,7 @@ import { join } from "node:path";
 interface ProcStat {
   pid: number;
   ppid: number;
+  session: number;
   state: string;
 }
 
@@ -27,10 +28,11 @@ async function readStat(proc: string, pid: number): Promise<ProcStat | undefined
   }
   // `pid (comm) state ppid ...`: comm may hold spaces and parentheses, so split after the last ')'.
   const close = text.lastIndexOf(")");
-  const [state, ppid] = text.slice(close + 2).split(" ");
+  const [state, ppid, , session] = text.slice(close + 2).split(" ");
   const parent = Number(ppid);
-  if (!state || !Number.isInteger(parent)) return undefined;
-  return { pid, ppid: parent, state };
+  const sid = Number(session);
+  if (!state || !Number.isInteger(parent) || !Number.isInteger(sid)) return undefined;
+  return { pid, ppid: parent, session: sid, state };
 }
 
 const pidList = (text: string): number[] =>
@@ -67,18 +69,26 @@ async function candidates(pid: number, paths: Required<ProcPaths>): Promise<numb
   return pidList((await readdir(paths.proc).catch(() => [] as string[])).join(" "));
 }
 
-/** `root` and every process descending from it among `pids`, by their parent links. */
+/**
+ * `root` and every process descending from it among `stats`, by their parent links; when `root`
+ * leads its own session (runc exec's processes do), also every member of that session, which
+ * catches a child whose parent exited and left it re-parented to the container's init.
+ */
 function descendants(root: number, stats: readonly ProcStat[]): number[] {
   const children = new Map<number, number[]>();
   for (const s of stats) children.set(s.ppid, [...(children.get(s.ppid) ?? []), s.pid]);
-  const out: number[] = [];
-  const todo = stats.some((s) => s.pid === root) ? [root] : [];
+  const rootStat = stats.find((s) => s.pid === root);
+  if (!rootStat) return [];
+  const out = new Set<number>();
+  const todo = [root];
+  if (rootStat.session === root) todo.push(...stats.filter((s) => s.session === root).map((s) => s.pid));
   while (todo.length > 0) {
     const p = todo.pop() as number;
-    out.push(p);
+    if (out.has(p)) continue;
+    out.add(p);
     todo.push(...(children.get(p) ?? []));
   }
-  return out;
+  return [...out];
 }
 
 function signal(pid: number, sig: NodeJS.Signals): void {
@@ -97,8 +107,8 @@ function signal(pid: number, sig: NodeJS.Signals): void {
  * nothing new; then all of them get SIGKILL. Processes are never chosen by name. Returns the pids
  * killed (empty when `rootPid` is already gone).
  *
- * A child whose parent exits before the child is seen is re-parented outside the tree and is
- * missed; callers kill the tree while its root still runs, which makes that window tiny.
+ * A child whose parent exits before the child is seen is re-parented outside the tree; it is still
+ * found when `rootPid` leads its session (as runc exec's process does) and the child stayed in it.
  */
 export async function killProcessTree(rootPid: number, paths: ProcPaths = {}): Promise<number[]> {
   const p = { proc: paths.proc ?? "/proc", cgroupRoot: paths.cgroupRoot ?? "/sys/fs/cgroup" };

@@ -76,7 +76,7 @@ export async function reopenContainerLog(ctx: CriContext, req: ReopenContainerLo
   return {};
 }
 
-export async function execSync(ctx: CriContext, req: ExecSyncRequest) {
-  const r = await ctx.pods.containers.execSync(req.containerId, req.cmd, Number(req.timeout));
+export async function execSync(ctx: CriContext, req: ExecSyncRequest, signal: AbortSignal) {
+  const r = await ctx.pods.containers.execSync(req.containerId, req.cmd, Number(req.timeout), { signal });
   return { stdout: encoder.encode(r.stdout), stderr: encoder.encode(r.stderr), exitCode: r.exitCode };
 }

@@ -363,12 +363,20 @@ export class ContainerManager {
       .filter((r) => matchLabels(r.config.labels, filter.labels));
   }
 
-  /** ExecSync: runs a command to completion in a running container. */
-  async execSync(ref: string, cmd: string[], timeoutSec: number): Promise<ExecSyncResult> {
+  /**
+   * ExecSync: runs a command to completion in a running container. An aborted `signal` (the client
+   * went away) kills the command and what it started, as the timeout does.
+   */
+  async execSync(
+    ref: string,
+    cmd: string[],
+    timeoutSec: number,
+    options: { signal?: AbortSignal } = {},
+  ): Promise<ExecSyncResult> {
     const rec = this.get(ref);
     if (cmd.length === 0) throw invalidArgument("exec command is required");
     if (rec.state !== "running") throw failedPrecondition(`container ${rec.id} is not running`);
-    return this.o.runtime.execSync(rec.id, cmd, { timeoutSec: Math.max(0, timeoutSec) });
+    return this.o.runtime.execSync(rec.id, cmd, { timeoutSec: Math.max(0, timeoutSec), ...options });
   }
 
   /** ReopenContainerLog: conmon starts a new file at the log path. */

@@ -572,6 +572,19 @@ describe("containers", { skip: isRoot() ? false : "needs root (runc, conmon, CNI
       assert.match(ps.stdout, /sleep 3600/);
     });
 
+    test("an ExecSync whose client gives up kills the command and what it started", async () => {
+      await assert.rejects(
+        env.d.client.runtime.execSync(
+          { containerId: id, cmd: ["sh", "-c", "sleep 310 & sleep 311 & wait"], timeout: 0n },
+          { timeoutMs: 1500 },
+        ),
+      );
+      await eventually("the abandoned exec to be killed", async () => {
+        const ps = await exec(id, ["ps", "-o", "args"]);
+        return !/sleep 31[01]/.test(ps.stdout);
+      });
+    });
+
     test("ExecSync without a timeout still returns a command's output while its background child runs on", async () => {
       const r = await exec(id, ["sh", "-c", "echo hi; sleep 2 >/dev/null 2>&1 </dev/null &"]);
       assert.deepEqual(r, { stdout: "hi\n", stderr: "", exitCode: 0 });

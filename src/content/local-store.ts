@@ -4,7 +4,7 @@ import { chmod, mkdir, open, readdir, readFile, rename, rm, stat } from "node:fs
 import { join } from "node:path";
 import { pipeline } from "node:stream/promises";
 import { invalidArgument, notFound, RuntimeError, wrap } from "../errdefs/index.js";
-import { fsyncDir, KeyedMutex } from "../util/index.js";
+import { ensureDir, fsyncDir, KeyedMutex } from "../util/index.js";
 import type { BlobInfo, ContentStore } from "./types.js";
 
 /**
@@ -49,6 +49,8 @@ export async function createContentStore(options: ContentStoreOptions): Promise<
   // The one function that builds blob paths.
   const pathOf = (digest: string): string => join(blobsDir, hexOf(digest));
 
+  // Root-only, as containerd's: blobs are image layers, which may hold secrets or setuid binaries.
+  await ensureDir(base, 0o700);
   await mkdir(blobsDir, { recursive: true, mode: 0o700 });
   // Interrupted ingests cannot be resumed (the hash state is gone), so they are discarded.
   await rm(ingestDir, { recursive: true, force: true });

@@ -79,8 +79,8 @@ export async function reopenContainerLog(ctx: CriContext, req: ReopenContainerLo
   return {};
 }
 
-export async function execSync(ctx: CriContext, req: ExecSyncRequest) {
+export async function execSync(ctx: CriContext, req: ExecSyncRequest, signal: AbortSignal) {
   validateArgv(req.cmd, "cmd");
-  const r = await ctx.pods.containers.execSync(req.containerId, req.cmd, Number(req.timeout));
+  const r = await ctx.pods.containers.execSync(req.containerId, req.cmd, Number(req.timeout), { signal });
   return { stdout: encoder.encode(r.stdout), stderr: encoder.encode(r.stderr), exitCode: r.exitCode };
 }

@@ -48,7 +48,7 @@ function runtimeServiceImpl(ctx: CriContext): Partial<ServiceImpl<typeof Runtime
     listContainers: (req) => listContainers(ctx, req),
     updateContainerResources: (req) => updateContainerResources(ctx, req),
     reopenContainerLog: (req) => reopenContainerLog(ctx, req),
-    execSync: (req) => execSync(ctx, req),
+    execSync: (req, hc) => execSync(ctx, req, hc.signal),
     exec: (req) => exec(ctx, req),
     attach: (req) => attach(ctx, req),
     portForward: (req) => portForward(ctx, req),

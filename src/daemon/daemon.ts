@@ -7,7 +7,7 @@ import type { Config } from "../config/index.js";
 import { type Condition, type CriContext, createCriHandler } from "../cri/index.js";
 import type { Logger } from "../log/index.js";
 import { openStore, type Store } from "../store/index.js";
-import { packageVersion } from "../util/index.js";
+import { ensureDir, packageVersion } from "../util/index.js";
 import { acceptWithAuthorityFix } from "./authority.js";
 import { lockRoot, type RootLock } from "./lock.js";
 import { buildModules } from "./modules.js";
@@ -20,7 +20,8 @@ import { clearStaleSocket } from "./socket.js";
  * On-disk layout owned here (other modules draw their own subtrees):
  *   <root>/berthd.lock     PID of the daemon using this root
  *   <root>/meta.db         the store (SQLite, WAL)
- *   <state>/               volatile state (tmpfs): sockets, runtime state
+ *   <root>/                0700
+ *   <state>/               0711, volatile state (tmpfs): sockets, runtime state; berth's subdirectories 0700
  *   <socket>               the CRI socket, mode 0660
  */
 export interface Daemon {
@@ -32,8 +33,12 @@ export interface Daemon {
 export async function startDaemon(config: Config, log: Logger): Promise<Daemon> {
   const undo: Array<() => Promise<void> | void> = [];
   try {
-    await mkdir(config.root, { recursive: true, mode: 0o700 });
-    await mkdir(config.state, { recursive: true, mode: 0o711 });
+    // Host users are kept out of both trees (containerd's modes since CVE-2021-41103): the root holds image
+    // content, snapshots and the database, so it is 0700; the state dir only needs to be traversable for
+    // the socket (0660, group access), so it is 0711, and everything berth makes below it is 0700.
+    // Modes are set on every start, so a tree an older berthd made looser is tightened.
+    await ensureDir(config.root, 0o700);
+    await ensureDir(config.state, 0o711);
     const lock: RootLock = await lockRoot(join(config.root, "berthd.lock"));
     undo.push(() => lock.release());
     const store: Store = openStore(join(config.root, "meta.db"));

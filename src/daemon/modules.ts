@@ -27,7 +27,7 @@ import { createOverlaySnapshotter, layerDirsOf, mountAll, type Snapshotter, unmo
 import type { Store } from "../store/index.js";
 import { StreamingServer } from "../streaming/index.js";
 import { isMountPoint, treeUsage } from "../sys/index.js";
-import { createRefreshingCache } from "../util/index.js";
+import { createRefreshingCache, ensureDir } from "../util/index.js";
 
 /**
  * Builds the domain modules from the config and binds them together through the narrow
@@ -40,6 +40,11 @@ import { createRefreshingCache } from "../util/index.js";
  *   <state>/netns/<id>        pinned network namespaces (unless [cni] netns_dir)
  *   <state>/rootfs/<id>       mounted container root filesystems
  *   <root>/cni/results/       cached CNI results (unless [cni] cache_dir)
+ *
+ * Each of these is 0700 (set again at every start), so no host user reaches a container's files
+ * through them: not the rootfs mounts (whose own mode is the image's and must stay so), not the
+ * pods' 1777 /dev/shm tmpfs, not the netns pins or the CNI results. A configured `netns_dir` may be
+ * shared with `ip netns`, so it gets 0700 only when berth creates it.
  */
 export interface Modules {
   images: ImageService;
@@ -53,6 +58,12 @@ export interface Modules {
 
 export async function buildModules(config: Config, store: Store, log: Logger): Promise<Modules> {
   const closers: Array<() => Promise<void> | void> = [];
+  const rootfsDir = join(config.state, "rootfs");
+  const sandboxesDir = join(config.state, "sandboxes");
+  const resultDir = config.cni.cache_dir || join(config.root, "cni", "results");
+  const netnsDir = config.cni.netns_dir || join(config.state, "netns");
+  for (const dir of [rootfsDir, sandboxesDir, resultDir]) await ensureDir(dir, 0o700);
+  if (!config.cni.netns_dir) await ensureDir(netnsDir, 0o700);
   const content = await createContentStore({ root: config.root });
   const snapshotter = await createOverlaySnapshotter({ root: config.root });
   const images = await createImageService({
@@ -75,7 +86,7 @@ export async function buildModules(config: Config, store: Store, log: Logger): P
   const network = await createNetworkManager({
     confDir: config.cni.conf_dir,
     pluginDirs: config.cni.bin_dirs,
-    resultDir: config.cni.cache_dir || join(config.root, "cni", "results"),
+    resultDir,
     pluginTimeoutMs: config.cni.plugin_timeout_seconds * 1000,
     logger: log.child({ component: "network" }),
   });
@@ -102,7 +113,6 @@ export async function buildModules(config: Config, store: Store, log: Logger): P
   });
   closers.push(() => runtime.close());
 
-  const netnsDir = config.cni.netns_dir || join(config.state, "netns");
   const sandboxNetwork: SandboxNetwork = {
     createNetns: (id) => createNetns(id, { dir: netnsDir }),
     removeNetns: (path) => removeNetns(path),
@@ -144,7 +154,7 @@ export async function buildModules(config: Config, store: Store, log: Logger): P
       binary: config.sandbox.infra_binary,
       ...(oomScoreAdjFloor !== undefined ? { oomScoreAdjFloor } : {}),
     }),
-    stateDir: join(config.state, "sandboxes"),
+    stateDir: sandboxesDir,
     network: sandboxNetwork,
     handlers: Object.keys(config.runtime.handlers),
     defaultHandler: config.runtime.default,
@@ -172,7 +182,7 @@ export async function buildModules(config: Config, store: Store, log: Logger): P
       };
     },
   };
-  const rootfs = containerRootfs(snapshotter, join(config.state, "rootfs"), log, async () => {
+  const rootfs = containerRootfs(snapshotter, rootfsDir, log, async () => {
     // The container's image may have been removed while the container used its layers: without a
     // collection now, those layers would stay on disk until the next RemoveImage or restart.
     await images.collectGarbage().catch((err: unknown) => log.warn({ err }, "collect image garbage"));
@@ -258,7 +268,9 @@ function containerRootfs(
   return {
     prepare: async (id, chainId) => {
       const target = join(dir, id);
-      await mkdir(target, { recursive: true, mode: 0o755 });
+      // The mount point's own mode is hidden by the mount (the container sees its image's root
+      // directory unchanged); `dir`, 0700, is what keeps host users out, so no nosuid is needed.
+      await mkdir(target, { recursive: true, mode: 0o700 });
       const mounts = (await snapshotter.stat(key(id)))
         ? await snapshotter.mounts(key(id))
         : await snapshotter.prepare(key(id), chainId || undefined);

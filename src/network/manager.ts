@@ -1,4 +1,3 @@
-import { stat } from "node:fs/promises";
 import { isIP } from "node:net";
 import { failedPrecondition, invalidArgument, messageOf, notFound, wrap } from "../errdefs/index.js";
 import { type Logger, silentLogger } from "../log/index.js";
@@ -6,6 +5,8 @@ import { KeyedMutex } from "../util/index.js";
 import { type CacheEntry, readCache, removeCache, writeCache } from "./cache.js";
 import { type CapabilityArgs, runtimeConfigFor } from "./capabilities.js";
 import { applyPodCidrs, compareVersions, type NetworkConfigList, needsPodCidr, type PluginConf } from "./config.js";
+import { masqueradesInNetns, removeMasquerade } from "./masquerade.js";
+import { isNetns } from "./netns.js";
 import { checkName, DEFAULT_CONF_DIR, DEFAULT_IFNAME, DEFAULT_PLUGIN_DIRS, DEFAULT_RESULT_DIR } from "./paths.js";
 import { type CniCommand, execPlugin, pluginStdin } from "./plugin.js";
 import { parseResult, toPodNetwork } from "./result.js";
@@ -289,13 +290,20 @@ export class NetworkManager {
    */
   private async del(entry: CacheEntry, netnsPath: string, signal: AbortSignal | undefined): Promise<void> {
     // A namespace that is gone is passed as "", which the spec allows for DEL: plugins then
-    // release what lives outside it (IPAM) instead of failing to enter it.
-    const netns = netnsPath !== "" && (await exists(netnsPath)) ? netnsPath : "";
+    // release what lives outside it (IPAM) instead of failing to enter it. "Gone" includes a pin
+    // that was unmounted (by an admin, or a reboot with the state dir on tmpfs) or replaced by a
+    // plain file: the file exists, but the bridge plugin fails on it with "unknown FS magic"
+    // forever, and the pod could never be removed (containerd passes "" for a closed netns too).
+    const netns = netnsPath !== "" && (await isNetns(netnsPath)) ? netnsPath : "";
+    if (netnsPath !== "" && netns === "") {
+      this.log.warn({ sandboxId: entry.containerId, netnsPath }, "pod netns is gone; cni DEL without it");
+    }
     const prev = compareVersions(entry.config.cniVersion, VERSION_WITH_PREV_RESULT) >= 0 ? entry.result : undefined;
     let first: unknown;
     for (const plugin of [...entry.config.plugins].reverse()) {
       try {
         await this.exec("DEL", entry, plugin, { netns, prevResult: prev, signal });
+        if (netns === "" && masqueradesInNetns(plugin)) await this.removeMasquerade(entry);
       } catch (err) {
         // containerd's rule: "not found" means already gone. It also covers a plugin binary
         // that is no longer installed, which leaves nothing this DEL could undo.
@@ -308,6 +316,14 @@ export class NetworkManager {
       }
     }
     if (first !== undefined) throw first;
+  }
+
+  /** What a netns-less DEL of bridge/ptp leaves: the pod's masquerade rules (see masquerade.ts). */
+  private async removeMasquerade(entry: CacheEntry): Promise<void> {
+    if (entry.result === undefined) return;
+    const ips = toPodNetwork(parseResult(entry.result, "cached cni result"), entry.ifName).ips;
+    const errors = await removeMasquerade(entry.config.name, entry.containerId, ips);
+    if (errors.length > 0) throw new Error(`remove masquerade rules: ${errors.join("; ")}`);
   }
 
   /** One plugin execution for `entry`'s attachment; ADD returns the result to chain on. */
@@ -385,13 +401,4 @@ function parseCidrs(text: string): string[] {
     }
   }
   return cidrs;
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await stat(path);
-    return true;
-  } catch {
-    return false;
-  }
 }

@@ -140,6 +140,13 @@ export class ContainerManager {
       const st = result.statuses.get(rec.id);
       if (!st || result.missing.includes(rec.id)) {
         if (rec.state === "running" || rec.state === "created") {
+          // Its state directory is gone but runc may still run it (the directory was deleted, not the
+          // container): it is reported exited, so nothing of it may run on unseen.
+          await this.o.runtime
+            .delete(rec.id)
+            .catch((err: unknown) =>
+              this.o.log.warn({ err, containerId: rec.id }, "kill container whose state is lost"),
+            );
           this.finish(
             rec,
             { exitCode: 255, finishedAt: new Date(), oomKilled: false },
@@ -227,7 +234,8 @@ export class ContainerManager {
           ...(this.o.oomScoreAdjFloor !== undefined ? { oomScoreAdjFloor: this.o.oomScoreAdjFloor } : {}),
           ...(await this.pidNamespace(sandbox.id, config)),
         });
-        if (logPath) await mkdir(join(logPath, ".."), { recursive: true });
+        // Root-only when we create it; an existing log directory (the kubelet's) keeps its mode.
+        if (logPath) await mkdir(join(logPath, ".."), { recursive: true, mode: 0o700 });
         const created = await this.o.runtime.createContainer({
           id,
           spec,
@@ -357,12 +365,20 @@ export class ContainerManager {
       .filter((r) => matchLabels(r.config.labels, filter.labels));
   }
 
-  /** ExecSync: runs a command to completion in a running container. */
-  async execSync(ref: string, cmd: string[], timeoutSec: number): Promise<ExecSyncResult> {
+  /**
+   * ExecSync: runs a command to completion in a running container. An aborted `signal` (the client
+   * went away) kills the command and what it started, as the timeout does.
+   */
+  async execSync(
+    ref: string,
+    cmd: string[],
+    timeoutSec: number,
+    options: { signal?: AbortSignal } = {},
+  ): Promise<ExecSyncResult> {
     const rec = this.get(ref);
     if (cmd.length === 0) throw invalidArgument("exec command is required");
     if (rec.state !== "running") throw failedPrecondition(`container ${rec.id} is not running`);
-    return this.o.runtime.execSync(rec.id, cmd, { timeoutSec: Math.max(0, timeoutSec) });
+    return this.o.runtime.execSync(rec.id, cmd, { timeoutSec: Math.max(0, timeoutSec), ...options });
   }
 
   /** ReopenContainerLog: conmon starts a new file at the log path. */
@@ -448,7 +464,16 @@ export class ContainerManager {
   private async refreshExit(id: string): Promise<void> {
     const rec = this.o.records.get(id);
     if (!rec || rec.state === "exited") return;
-    const st = await this.o.runtime.status(id);
+    let st: Awaited<ReturnType<ContainerRuntime["status"]>>;
+    try {
+      st = await this.o.runtime.status(id);
+    } catch (err) {
+      // Its runtime state was removed under us (and stop found nothing of it running): it can only
+      // be reported as exited, so that StopContainer, StopPodSandbox and removal still finish.
+      if (!isKind(err, "NotFound")) throw err;
+      this.finish(rec, { exitCode: 255, finishedAt: new Date(), oomKilled: false }, "runtime state lost");
+      return;
+    }
     if (st.state === "stopped")
       this.finish(
         rec,

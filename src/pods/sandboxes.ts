@@ -137,7 +137,10 @@ export class SandboxManager {
       this.records.put(id, rec);
       try {
         await ensurePrivateMount(this.o.stateDir);
-        await mkdir(join(dir, "ns"), { recursive: true, mode: 0o711 });
+        // Root-only: the pod's /dev/shm (a 1777 tmpfs) and its files sit below. runc bind-mounts
+        // them into containers as root, so no container needs the path to be traversable.
+        await mkdir(dir, { mode: 0o700 });
+        await mkdir(join(dir, "ns"), { mode: 0o700 });
         const ipc = config.namespaces.ipc !== "node" ? join(dir, "ns", "ipc") : undefined;
         const uts = config.namespaces.network !== "node" ? join(dir, "ns", "uts") : undefined;
         await pinNamespaces({ ...(ipc ? { ipc } : {}), ...(uts ? { uts } : {}) }, config.hostname);

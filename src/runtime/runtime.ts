@@ -4,7 +4,8 @@ import { basename, dirname, join } from "node:path";
 import { isKind, notFound, RuntimeError, wrap } from "../errdefs/index.js";
 import { type Logger, silentLogger } from "../log/index.js";
 import type { LinuxResources, Process, Spec } from "../oci/index.js";
-import { KeyedMutex, writeFileAtomic } from "../util/index.js";
+import { killProcessTree } from "../sys/index.js";
+import { ensureDir, KeyedMutex, writeFileAtomic } from "../util/index.js";
 import { type ConmonLogLevel, conmonCreateArgv, conmonExecArgv, runConmon, startConmon } from "./conmon.js";
 import { parseCriLog } from "./cri-log.js";
 import { type Layout, layout, validateId } from "./layout.js";
@@ -131,7 +132,10 @@ const errno = (err: unknown): string | undefined => (err as NodeJS.ErrnoExceptio
  */
 export async function createContainerRuntime(options: ContainerRuntimeOptions): Promise<ContainerRuntime> {
   const l = layout(options.stateDir);
-  for (const dir of [l.containers, l.exits, l.attach, l.exec]) await mkdir(dir, { recursive: true, mode: 0o711 });
+  // Root-only (and tightened when an older berthd left them looser): bundles, logs, attach sockets, exit
+  // codes and exec specs are nobody else's business, and a traversable path lets a host user reach them.
+  await ensureDir(l.stateDir, 0o700);
+  for (const dir of [l.containers, l.exits, l.attach, l.exec]) await ensureDir(dir, 0o700);
   return new ContainerRuntime(options, l);
 }
 
@@ -254,7 +258,8 @@ export class ContainerRuntime {
           createdAt: new Date().toISOString(),
         };
         await writeFileAtomic(p.monitor, JSON.stringify(rec));
-        await mkdir(dirname(logPath), { recursive: true });
+        // Root-only when we create it (conmon's log files are 0640 root:root anyway).
+        await mkdir(dirname(logPath), { recursive: true, mode: 0o700 });
 
         undo.push(async () => {
           await this.killConmon(o.id);
@@ -321,8 +326,8 @@ export class ContainerRuntime {
     options: { timeoutSec?: number; stopSignal?: string | number; signal?: AbortSignal } = {},
   ): Promise<void> {
     await this.locks.run(id, async () => {
-      const { runc } = await this.handlerOf(id);
-      if (await this.exited(id, runc)) return;
+      const runc = await this.runcOrDefault(id);
+      if (!runc || (await this.exited(id, runc))) return;
       const timeoutSec = options.timeoutSec ?? 0;
       if (timeoutSec > 0) {
         await this.signalContainer(runc, id, { sig: options.stopSignal ?? "SIGTERM", all: false });
@@ -346,10 +351,9 @@ export class ContainerRuntime {
   async delete(id: string, options: { signal?: AbortSignal } = {}): Promise<void> {
     const p = this.layout.container(id);
     await this.locks.run(id, async () => {
-      const rec = await this.readRecord(id).catch(() => undefined);
-      const handler = this.runcs.get(rec?.handler ?? this.defaultHandler);
-      if (handler) {
-        await handler.runc.delete(id, { force: true, ...options }).catch((err: unknown) => {
+      const runc = await this.runcOrDefault(id);
+      if (runc) {
+        await runc.delete(id, { force: true, ...options }).catch((err: unknown) => {
           if (!isKind(err, "NotFound")) throw wrap(err, `delete container ${id}`);
         });
       }
@@ -448,8 +452,9 @@ export class ContainerRuntime {
   /**
    * Runs `cmd` in the container under a short-lived conmon (`--exec`), with the container's process
    * settings, and returns its separate stdout/stderr (parsed from conmon's CRI-format log, capped at 16 MiB)
-   * and exit code. With `timeoutSec` > 0 conmon kills the command after that long and the result is
-   * exitCode -1, stderr "command timed out". A command that cannot be started throws.
+   * and exit code. With `timeoutSec` > 0, once that long has passed the command and every process it
+   * started are killed (see `killProcessTree`) and the call throws DeadlineExceeded, as containerd answers;
+   * an aborted `signal` kills them too. A command that cannot be started throws.
    */
   async execSync(
     id: string,
@@ -464,41 +469,63 @@ export class ContainerRuntime {
     const proc: Process = { ...spec.process, args: [...cmd], terminal: false };
     delete proc.consoleSize;
     const dir = await mkdtemp(join(this.layout.exec, `${id.slice(0, 12)}-`));
+    const pidFile = join(dir, "pidfile");
+    const timeoutSec = options.timeoutSec ?? 0;
+    let timedOut = false;
+    let killing: Promise<void> | undefined;
+    // Not conmon's --timeout: conmon kills only the command's own pid, and whatever it forked lives on
+    // (re-parented to the container's init) holding the output pipe, so the exec outlived its answer.
+    const killTree = () => {
+      killing ??= this.killExec(id, pidFile);
+      return killing;
+    };
+    const timer =
+      timeoutSec > 0
+        ? setTimeout(() => {
+            timedOut = true;
+            void killTree();
+          }, timeoutSec * 1000)
+        : undefined;
+    const onAbort = () => void killTree();
+    options.signal?.addEventListener("abort", onAbort, { once: true });
     try {
       const processSpec = join(dir, "process.json");
       const logPath = join(dir, "exec.log");
       await writeFile(processSpec, JSON.stringify(proc));
-      const timeoutSec = options.timeoutSec ?? 0;
       const argv = conmonExecArgv({
         id,
         runtimePath: runc.config.path,
         runtimeArgs: runc.globalArgs(),
         processSpec,
-        pidFile: join(dir, "pidfile"),
+        pidFile,
         logPath,
         socketDir: this.layout.attach,
-        timeoutSec,
         logLevel: this.options.conmonLogLevel ?? "warn",
       });
-      let timedOut = false;
-      // Our own bound is a backstop in case conmon itself hangs; conmon's -T is what normally fires.
+      // A backstop in case killing the tree does not end conmon (a process stuck in D state).
       const run = await runConmon(this.conmonPath, argv, {
         cwd: dir,
         env,
         ...(timeoutSec > 0 ? { timeoutMs: (timeoutSec + 30) * 1000 } : {}),
         ...(options.signal ? { signal: options.signal } : {}),
-      }).catch((err: unknown) => {
-        if (!isKind(err, "DeadlineExceeded")) throw wrap(err, `exec in container ${id}`);
-        timedOut = true;
-        return undefined;
-      });
+      })
+        .catch(async (err: unknown) => {
+          if (isKind(err, "DeadlineExceeded")) timedOut = true;
+          await killTree();
+          throw wrap(err, `exec in container ${id}`);
+        })
+        .finally(() => clearTimeout(timer));
+      if (timedOut) {
+        // The tree is dead before the answer goes out: a caller never sees the command still running.
+        await killTree();
+        throw new RuntimeError("DeadlineExceeded", `exec in container ${id}: ${TIMED_OUT} after ${timeoutSec}s`);
+      }
       const log = parseCriLog(await readFile(logPath, "utf8").catch(() => ""));
-      const msg = run?.messages.findLast((m) => m.exit_code !== undefined);
-      if (timedOut || msg?.message === TIMED_OUT) return { stdout: log.stdout, stderr: TIMED_OUT, exitCode: -1 };
+      const msg = run.messages.findLast((m) => m.exit_code !== undefined);
       if (msg?.exit_code === undefined) {
         throw new RuntimeError(
           "Internal",
-          `exec in container ${id}: conmon exited (${run?.code}) without an exit code${run?.stderr ? `: ${run.stderr}` : ""}`,
+          `exec in container ${id}: conmon exited (${run.code}) without an exit code${run.stderr ? `: ${run.stderr}` : ""}`,
         );
       }
       if (msg.exit_code < 0) {
@@ -510,9 +537,43 @@ export class ContainerRuntime {
         );
       }
       return { stdout: log.stdout, stderr: log.stderr, exitCode: msg.exit_code };
+    } catch (err) {
+      if (timedOut && !isKind(err, "DeadlineExceeded")) {
+        throw new RuntimeError("DeadlineExceeded", `exec in container ${id}: ${TIMED_OUT} after ${timeoutSec}s`);
+      }
+      throw err;
     } finally {
+      clearTimeout(timer);
+      options.signal?.removeEventListener("abort", onAbort);
       await rm(dir, { recursive: true, force: true });
     }
+  }
+
+  /**
+   * Kills an exec'd command and everything it started. runc writes the command's pid to `pidFile` once
+   * it runs; until then (runc exec still starting) this waits for it, briefly.
+   */
+  private async killExec(id: string, pidFile: string): Promise<void> {
+    let pid = Number.NaN;
+    await this.waitFor(
+      async () => {
+        pid = Number.parseInt(await readFile(pidFile, "utf8").catch(() => ""), 10);
+        return pid > 0;
+      },
+      { timeoutMs: 5_000, signal: undefined, pollMs: 20 },
+    );
+    if (!(pid > 0)) {
+      this.log.warn(
+        { containerId: id },
+        "exec timed out before runc recorded its pid; conmon is killed at the backstop",
+      );
+      return;
+    }
+    const killed = await killProcessTree(pid).catch((err: unknown) => {
+      this.log.warn({ err, containerId: id, pid }, "kill exec process tree");
+      return [];
+    });
+    this.log.debug({ containerId: id, pid, killed }, "exec killed with its process tree");
   }
 
   /**
@@ -638,6 +699,15 @@ export class ContainerRuntime {
     }
     this.records.set(id, rec);
     return rec;
+  }
+
+  /**
+   * The container's runc, or the default handler's when its monitor record is gone (state removed under
+   * us): stop and delete must still reach a container runc knows, and finish when it knows none.
+   */
+  private async runcOrDefault(id: string): Promise<Runc | undefined> {
+    const rec = await this.readRecord(id).catch(() => undefined);
+    return this.runcs.get(rec?.handler ?? this.defaultHandler)?.runc;
   }
 
   private async handlerOf(id: string): Promise<{ runc: Runc; env: Readonly<Record<string, string>> }> {

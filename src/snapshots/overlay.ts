@@ -2,7 +2,7 @@ import { mkdir, readdir, readFile, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { alreadyExists, failedPrecondition, invalidArgument, notFound, wrap } from "../errdefs/index.js";
 import { removeTree, treeUsage } from "../sys/index.js";
-import { KeyedMutex, writeFileAtomic } from "../util/index.js";
+import { ensureDir, KeyedMutex, writeFileAtomic } from "../util/index.js";
 import type { Mount, SnapshotInfo, Snapshotter } from "./types.js";
 
 /**
@@ -67,7 +67,10 @@ export async function createOverlaySnapshotter(options: OverlaySnapshotterOption
   const dirOf = (id: number, part?: "fs" | "work"): string =>
     part ? join(snapshotsDir, String(id), part) : join(snapshotsDir, String(id));
 
-  await mkdir(snapshotsDir, { recursive: true, mode: 0o700 });
+  // Root-only all the way down: a snapshot's fs/ holds image files as they are, setuid ones included.
+  await ensureDir(join(options.root, "snapshots"), 0o700);
+  await ensureDir(base, 0o700);
+  await ensureDir(snapshotsDir, 0o700);
   let meta = await readMetadata(metadataPath);
   const named = new Set(Object.values(meta.snapshots).map((r) => String(r.id)));
   for (const entry of await readdir(snapshotsDir)) {

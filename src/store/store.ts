@@ -1,4 +1,4 @@
-import { mkdirSync } from "node:fs";
+import { chmodSync, mkdirSync } from "node:fs";
 import { dirname } from "node:path";
 import Database from "better-sqlite3";
 
@@ -31,6 +31,15 @@ export interface Collection<T> {
 export function openStore(path: string): Store {
   mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
   const db = new Database(path);
+  // Root-only even if the directory is ever opened up. SQLite gives new -wal and -shm files the
+  // database's mode; ones an older berthd left are tightened here.
+  for (const file of [path, `${path}-wal`, `${path}-shm`]) {
+    try {
+      chmodSync(file, 0o600);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
+    }
+  }
   db.pragma("journal_mode = WAL");
   db.pragma("synchronous = FULL");
   db.pragma("busy_timeout = 5000");

@@ -12,6 +12,7 @@ export {
   unpinNamespace,
 } from "./mounts.js";
 export { type InterfaceCounters, interfaceCounters } from "./netdev.js";
+export { killProcessTree, type ProcPaths } from "./proc.js";
 export { removeTree } from "./remove-tree.js";
 export { ROOTFS_FILE_MAX_BYTES } from "./rootfs-read.js";
 export type { TreeUsage } from "./tree-usage.js";

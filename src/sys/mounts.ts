@@ -44,13 +44,14 @@ const privateMounts = new Map<string, Promise<void>>();
 /**
  * Makes `dir` a private bind mount of itself (as `ip netns` does for /run/netns), so namespace
  * and tmpfs mounts made inside it never propagate into other mount namespaces, where a copy
- * would keep a deleted pod's namespace alive. Done once per directory per process.
+ * would keep a deleted pod's namespace alive. Done once per directory per process. A missing
+ * `dir` is created with `mode` (default 0700: only root reaches what is mounted below).
  */
-export function ensurePrivateMount(dir: string): Promise<void> {
+export function ensurePrivateMount(dir: string, mode = 0o700): Promise<void> {
   let done = privateMounts.get(dir);
   if (!done) {
     done = (async () => {
-      await mkdir(dir, { recursive: true, mode: 0o711 });
+      await mkdir(dir, { recursive: true, mode });
       if (!(await isMountPoint(dir))) await run("mount", ["--bind", dir, dir], { name: "mount" });
       await run("mount", ["--make-private", dir], { name: "mount" });
     })();
@@ -65,7 +66,9 @@ export async function isPinnedNamespace(path: string): Promise<boolean> {
   try {
     return (await statfs(path)).type === NSFS_MAGIC;
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === "ENOENT") return false;
+    // ENOTDIR: a parent directory was replaced by a file; nothing is pinned there either.
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === "ENOENT" || code === "ENOTDIR") return false;
     throw err;
   }
 }

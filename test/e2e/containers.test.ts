@@ -547,15 +547,79 @@ describe("containers", { skip: isRoot() ? false : "needs root (runc, conmon, CNI
       assert.deepEqual(await exec(id, ["hostname"]), { stdout: "containers\n", stderr: "", exitCode: 0 });
     });
 
-    test("ExecSync past its timeout kills the command and reports exit code -1", async () => {
+    test("ExecSync past its timeout kills the command and answers DeadlineExceeded", async () => {
       const t0 = Date.now();
-      const r = await exec(id, ["sh", "-c", "echo started; exec sleep 30"], 1n);
+      await assert.rejects(
+        exec(id, ["sh", "-c", "echo started; exec sleep 30"], 1n),
+        grpcError(Code.DeadlineExceeded, /timed out/),
+      );
       const took = Date.now() - t0;
-      assert.equal(r.exitCode, -1);
-      assert.match(r.stderr, /timed out/);
       assert.ok(took < 10_000, `returned after ${took} ms`);
       const ps = await exec(id, ["ps", "-o", "args"]);
       assert.doesNotMatch(ps.stdout, /sleep 30/, "the timed-out command was killed");
+    });
+
+    test("ExecSync past its timeout kills every process the command started before it answers", async () => {
+      // The shell forks one sleep into the background and waits in another: both must be gone the
+      // moment the RPC returns, not only the shell conmon started.
+      await assert.rejects(
+        exec(id, ["sh", "-c", "sleep 300 & sleep 301 & wait"], 1n),
+        grpcError(Code.DeadlineExceeded),
+      );
+      const ps = await exec(id, ["ps", "-o", "pid,args"]);
+      assert.doesNotMatch(ps.stdout, /sleep 30[01]/, `left running:\n${ps.stdout}`);
+      // The container's own process is untouched.
+      assert.match(ps.stdout, /sleep 3600/);
+    });
+
+    test("an ExecSync whose client gives up kills the command and what it started", async () => {
+      await assert.rejects(
+        env.d.client.runtime.execSync(
+          { containerId: id, cmd: ["sh", "-c", "sleep 310 & sleep 311 & wait"], timeout: 0n },
+          { timeoutMs: 1500 },
+        ),
+      );
+      await eventually("the abandoned exec to be killed", async () => {
+        const ps = await exec(id, ["ps", "-o", "args"]);
+        return !/sleep 31[01]/.test(ps.stdout);
+      });
+    });
+
+    test("ExecSync without a timeout still returns a command's output while its background child runs on", async () => {
+      const r = await exec(id, ["sh", "-c", "echo hi; sleep 2 >/dev/null 2>&1 </dev/null &"]);
+      assert.deepEqual(r, { stdout: "hi\n", stderr: "", exitCode: 0 });
+    });
+
+    test("a container whose state directory was deleted while it ran is still stopped and removed, its process gone", async () => {
+      const victim = await env.startContainer(pod, sh("vanishing", "exec sleep 3600"));
+      const stateDir = join(env.d.state, "runtime", "containers", victim);
+      const pid = Number((await readFile(join(stateDir, "pidfile"), "utf8")).trim());
+      assert.ok(pid > 0);
+      await rm(stateDir, { recursive: true, force: true });
+      await env.d.client.runtime.stopContainer({ containerId: victim, timeout: 0n });
+      const st = (await env.d.client.runtime.containerStatus({ containerId: victim })).status;
+      assert.equal(st?.state, ContainerState.CONTAINER_EXITED);
+      await eventually("the container's process to be gone", async () => {
+        const stat = await readFile(`/proc/${pid}/stat`, "utf8").catch(() => "");
+        return stat === "" || / Z /.test(stat);
+      });
+      await env.d.client.runtime.removeContainer({ containerId: victim });
+      await assert.rejects(env.d.client.runtime.containerStatus({ containerId: victim }), grpcError(Code.NotFound));
+    });
+
+    test("a container whose state directory was deleted is killed when berthd restarts, not left running as exited", async () => {
+      const victim = await env.startContainer(pod, sh("lost", "exec sleep 3600"));
+      const stateDir = join(env.d.state, "runtime", "containers", victim);
+      const pid = Number((await readFile(join(stateDir, "pidfile"), "utf8")).trim());
+      await env.restart({ kill: true, beforeStart: () => rm(stateDir, { recursive: true, force: true }) });
+      const st = (await env.d.client.runtime.containerStatus({ containerId: victim })).status;
+      assert.equal(st?.state, ContainerState.CONTAINER_EXITED);
+      assert.equal(st?.exitCode, 255);
+      await eventually("the lost container's process to be gone", async () => {
+        const stat = await readFile(`/proc/${pid}/stat`, "utf8").catch(() => "");
+        return stat === "" || / Z /.test(stat);
+      });
+      await env.d.client.runtime.removeContainer({ containerId: victim });
     });
 
     test("ExecSync of a missing executable is an error, and the container keeps running", async () => {

@@ -225,6 +225,49 @@ describe("pod networking", { skip: isRoot() ? false : "needs root (CNI plugins, 
       await env.waitReady(true);
     });
 
+    test("a pod whose netns pin was unmounted (a container still in it) is stopped and removed, leaving nothing", async () => {
+      const hostPort = await freePort();
+      const pod = await env.runPod("unpinned", {
+        portMappings: [{ protocol: Protocol.TCP, containerPort: 80, hostPort, hostIp: "127.0.0.1" }],
+      });
+      await env.startContainer(pod, sleeper(busybox()));
+      const ip = await env.podIp(pod.id);
+      const was = await env.traces(pod.id, ip, NAME);
+      assert.ok(was.veth && was.netns && was.reservation && was.iptables, JSON.stringify(was));
+
+      // An admin (or a reboot with the state dir on tmpfs) unmounts the pin: the file stays, but it is
+      // no nsfs any more, and the bridge plugin fails on it ("unknown FS magic").
+      const pin = join(env.d.state, "netns", pod.id);
+      await run("umount", [pin], { name: "umount" });
+      await env.d.client.runtime.stopPodSandbox({ podSandboxId: pod.id });
+      await env.d.client.runtime.removePodSandbox({ podSandboxId: pod.id });
+      // The sleeper held the namespace; once it is killed the kernel frees it and its veth.
+      await eventually("the pod's veth to go", async () => !(await linkExists(was.veth as string)));
+      assert.deepEqual(await env.traces(pod.id, ip, NAME, was.veth), NO_TRACES);
+      assert.equal(await exists(pin), false, "the pin file is removed");
+      assert.deepEqual(await bridgePorts(BRIDGE), []);
+      assert.deepEqual((await env.d.client.runtime.listPodSandbox({ filter: { id: pod.id } })).items, []);
+    });
+
+    test("a pod whose netns pin was replaced by a plain file is stopped and removed, leaving nothing", async () => {
+      const pod = await env.runPod("plainfile");
+      const ip = await env.podIp(pod.id);
+      const was = await env.traces(pod.id, ip, NAME);
+      assert.ok(was.veth && was.netns && was.reservation, JSON.stringify(was));
+
+      const pin = join(env.d.state, "netns", pod.id);
+      await run("umount", [pin], { name: "umount" });
+      await rm(pin);
+      await writeFile(pin, "not a namespace\n");
+      // Nothing held the namespace but the pin: it and its veth are gone already.
+      await eventually("the pod's veth to go", async () => !(await linkExists(was.veth as string)));
+      await env.d.client.runtime.stopPodSandbox({ podSandboxId: pod.id });
+      assert.equal((await reservations(env.ipam, NAME)).includes(ip), false, "the IP is released by StopPodSandbox");
+      await env.d.client.runtime.removePodSandbox({ podSandboxId: pod.id });
+      assert.deepEqual(await env.traces(pod.id, ip, NAME, was.veth), NO_TRACES);
+      assert.equal(await exists(pin), false, "the plain file is removed");
+    });
+
     test("a host-network pod skips CNI: no IP, no veth, no netns", async () => {
       const vethsBefore = await bridgePorts(BRIDGE);
       const reservationsBefore = await reservations(env.ipam, NAME);

@@ -1,7 +1,10 @@
 import assert from "node:assert/strict";
+import { rm } from "node:fs/promises";
+import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { Code } from "@connectrpc/connect";
 import { ContainerState, NamespaceMode, PodSandboxState } from "../../src/api/gen/runtime/v1/api_pb.js";
+import { mountsUnder, run } from "../../src/sys/index.js";
 import { isRoot } from "../support/berthd.js";
 import { grpcError, logContent, type Pod, type PodEnv, shell, startPodEnv } from "../support/pods.js";
 
@@ -102,6 +105,24 @@ describe("pod sandboxes", {
     await env.d.client.runtime.removePodSandbox({ podSandboxId: pod.id });
     await assert.rejects(env.d.client.runtime.containerStatus({ containerId: c }), grpcError(Code.NotFound));
     assert.equal((await env.d.client.runtime.listPodSandbox({ filter: { id: pod.id } })).items.length, 0);
+  });
+
+  test("a pod whose state directory vanished (shm and namespaces unmounted, files deleted) is still stopped and removed", async () => {
+    const pod = await env.runPod("vanished", {
+      linux: { securityContext: { namespaceOptions: { pid: NamespaceMode.POD } } },
+    });
+    const c = await env.startContainer(pod, shell(env, "sleeper", "exec sleep 3600"));
+    const dir = join(env.d.state, "sandboxes", pod.id);
+    // As a reboot with the state on tmpfs, or an admin's cleanup, would leave it: nothing of the pod's dir.
+    for (const mp of await mountsUnder(dir)) await run("umount", ["--lazy", mp], { name: "umount" });
+    await rm(dir, { recursive: true, force: true });
+    await env.d.client.runtime.stopPodSandbox({ podSandboxId: pod.id });
+    const cs = await env.d.client.runtime.containerStatus({ containerId: c });
+    assert.equal(cs.status?.state, ContainerState.CONTAINER_EXITED);
+    await env.d.client.runtime.removePodSandbox({ podSandboxId: pod.id });
+    assert.equal((await env.d.client.runtime.listPodSandbox({ filter: { id: pod.id } })).items.length, 0);
+    await assert.rejects(env.d.client.runtime.containerStatus({ containerId: c }), grpcError(Code.NotFound));
+    assert.deepEqual(await mountsUnder(dir), []);
   });
 
   test("ListPodSandbox filters by ID prefix, state and label selector", async () => {

@@ -1,4 +1,4 @@
-export { type ApplyOptions, type ApplyResult } from "./apply.js";
+export type { ApplyOptions, ApplyResult } from "./apply.js";
 export { type Compression, compressionOfMagic, compressionOfMediaType } from "./compression.js";
 export {
   applyLayer,

@@ -4,7 +4,7 @@ import { fileURLToPath } from "node:url";
 import { Worker } from "node:worker_threads";
 import { kindOf, messageOf, RuntimeError } from "../errdefs/index.js";
 import type { ApplyOptions, ApplyResult } from "./apply.js";
-import type { ToMain, ToWorker, WireApplyOptions, WireError, WireSource } from "./protocol.js";
+import type { ToMain, ToWorker, WireApplyOptions, WireError } from "./protocol.js";
 
 /**
  * Layer application off berthd's event loop. Decompression, tar parsing, every fs call of

@@ -79,7 +79,9 @@ async function run(m: Extract<ToWorker, { op: "apply" | "fix" }>): Promise<void>
     if (m.source.kind === "file") feed.available = m.source.complete ? Number.POSITIVE_INFINITY : 0;
     if (m.source.kind === "file" && m.source.complete) feed.finalPath = m.source.path;
     const source =
-      m.source.kind === "file" ? readFile(m.source.path, feed, current.abort.signal) : readChunks(m.id, feed, current.abort.signal);
+      m.source.kind === "file"
+        ? readFile(m.source.path, feed, current.abort.signal)
+        : readChunks(m.id, feed, current.abort.signal);
     const result = await applyLayerHere(m.target, source, optionsOf(m.options, current.abort.signal));
     post({ op: "done", id: m.id, result });
   } catch (err) {

@@ -160,7 +160,8 @@ export async function applyLayerHere(
       const name = entry.header.name;
       try {
         signal?.throwIfAborted();
-        if (options.maxEntries !== undefined && ++entries > options.maxEntries) {
+        entries++;
+        if (options.maxEntries !== undefined && entries > options.maxEntries) {
           throw new RuntimeError(
             "ResourceExhausted",
             `more than ${options.maxEntries} entries (unpack.max_layer_entries)`,

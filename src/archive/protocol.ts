@@ -30,6 +30,7 @@ export interface WireError {
 export type ToWorker =
   | { op: "apply"; id: number; target: string; source: WireSource; options: WireApplyOptions }
   | { op: "fix"; id: number; target: string; implied: string[]; parents: string[] }
+  | { op: "clear"; id: number; target: string }
   /** More of a growing file is written (`bytes` in all); `finalPath` once it is complete; `error` if it never will be. */
   | { op: "grow"; id: number; bytes: number; finalPath?: string; error?: WireError }
   | { op: "chunk"; id: number; data: Uint8Array }

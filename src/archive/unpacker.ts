@@ -91,6 +91,11 @@ export interface Unpacker {
   apply(target: string, source: LayerSource, options?: ApplyOptions): Promise<ApplyResult>;
   /** `fixImpliedDirs` (apply.ts) on a worker. */
   fixImplied(target: string, implied: string[], parents: string[], options?: { signal?: AbortSignal }): Promise<void>;
+  /**
+   * Empties directory `target` (a failed layer's tree) on a worker: rm of a large tree is many fs
+   * calls, and on a full disk it must happen before anything else can be written.
+   */
+  clear(target: string): Promise<void>;
   /** Workers alive now (running or idle), for tests and diagnostics. */
   workers(): number;
   /** Ends every worker; running jobs fail. */
@@ -262,6 +267,13 @@ export function createUnpacker(options: UnpackerOptions = {}): Unpacker {
       if (implied.length === 0) return Promise.resolve();
       return run<void>(opts.signal, (post, id) => {
         post({ op: "fix", id, target, implied, parents });
+        return () => {};
+      });
+    },
+
+    clear(target) {
+      return run<void>(undefined, (post, id) => {
+        post({ op: "clear", id, target });
         return () => {};
       });
     },

@@ -1,4 +1,5 @@
-import { closeSync, constants, openSync, readSync } from "node:fs";
+import { closeSync, constants, openSync, readdirSync, readSync, rmSync } from "node:fs";
+import { join } from "node:path";
 import { parentPort } from "node:worker_threads";
 import { type ErrorKind, kindOf, messageOf, RuntimeError } from "../errdefs/index.js";
 import { type ApplyOptions, applyLayerHere, fixImpliedDirs } from "./apply.js";
@@ -6,7 +7,8 @@ import type { ToMain, ToWorker, WireApplyOptions } from "./protocol.js";
 
 /**
  * The unpack worker's entry point (see unpacker.ts): runs one job at a time — decompress, parse
- * and apply a layer tar, hashing it for its diff ID, or finish implied directories — with
+ * and apply a layer tar, hashing it for its diff ID, finish implied directories, or empty a
+ * failed layer's tree — with
  * synchronous fs calls that would stall berthd's event loop. It holds no state between jobs, so
  * the pool may end it whenever it is idle.
  */
@@ -41,6 +43,7 @@ port.on("message", (m: ToWorker) => {
   switch (m.op) {
     case "apply":
     case "fix":
+    case "clear":
       void run(m);
       return;
   }
@@ -66,13 +69,14 @@ port.on("message", (m: ToWorker) => {
   feed.wake?.();
 });
 
-async function run(m: Extract<ToWorker, { op: "apply" | "fix" }>): Promise<void> {
+async function run(m: Extract<ToWorker, { op: "apply" | "fix" | "clear" }>): Promise<void> {
   const feed: Feed = { available: 0, chunks: [], ended: false };
   const current: Job = { id: m.id, abort: new AbortController(), feed };
   job = current;
   try {
-    if (m.op === "fix") {
-      fixImpliedDirs(m.target, m.implied, m.parents);
+    if (m.op === "fix" || m.op === "clear") {
+      if (m.op === "fix") fixImpliedDirs(m.target, m.implied, m.parents);
+      else for (const name of readdirSync(m.target)) rmSync(join(m.target, name), { recursive: true, force: true });
       post({ op: "done", id: m.id, result: undefined });
       return;
     }

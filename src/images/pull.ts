@@ -311,7 +311,9 @@ export class Puller {
       await Promise.allSettled(downloads);
       const settled = await Promise.allSettled(unpacks);
       for (const [i, r] of settled.entries()) {
-        if (r.status === "fulfilled" && r.value !== undefined && !committed.has(i)) await this.discard(r.value.key);
+        if (r.status === "fulfilled" && r.value !== undefined && !committed.has(i)) {
+          await this.discard(r.value.key, r.value.upper);
+        }
       }
     }
   }
@@ -343,10 +345,11 @@ export class Puller {
     // A temporary key: the chain ID becomes visible only by commit, after the diff ID is verified.
     const key = `${EXTRACT_PREFIX}${randomBytes(6).toString("hex")}-${o.chainId}`;
     const mounts = await snapshotter.prepare(key, undefined);
+    const upper = layerDirsOf(mounts).upper;
     try {
       o.onStart();
       const apply = (source: LayerSource) =>
-        this.o.unpacker.apply(layerDirsOf(mounts).upper, source, {
+        this.o.unpacker.apply(upper, source, {
           mediaType: layer.mediaType,
           digest: layer.digest,
           deferImplied: true,
@@ -361,8 +364,7 @@ export class Puller {
         // The download it followed failed, but its retry (a download joined from another pull) may not.
         if (feed?.state().error === undefined || o.signal.aborted) throw err;
         await o.download;
-        await snapshotter.remove(key);
-        await snapshotter.prepare(key, undefined);
+        await this.o.unpacker.clear(upper);
         applied = await apply({ path: content.blobPath(layer.digest) });
       }
       // Unpacked while downloading: the blob's digest must check out before anything is committed.
@@ -374,9 +376,9 @@ export class Puller {
           `layer ${layer.digest}: uncompressed content ${applied.diffId} does not match the config's diff id ${o.diffId}`,
         );
       }
-      return { key, implied: applied.implied };
+      return { key, upper, implied: applied.implied };
     } catch (err) {
-      await this.discard(key);
+      await this.discard(key, upper);
       throw err;
     }
   }
@@ -394,7 +396,7 @@ export class Puller {
       signal.throwIfAborted();
       const existing = await snapshotter.stat(chainId);
       if (existing?.kind === "committed") {
-        if (unpacked) await this.discard(unpacked.key);
+        if (unpacked) await this.discard(unpacked.key, unpacked.upper);
         return;
       }
       if (existing !== undefined)
@@ -413,17 +415,26 @@ export class Puller {
   private async fixImplied(unpacked: Unpacked, parent: string, signal: AbortSignal): Promise<void> {
     const { snapshotter } = this.o;
     const viewKey = `${EXTRACT_PREFIX}${randomBytes(6).toString("hex")}-view`;
-    const [upper] = await Promise.all([snapshotter.mounts(unpacked.key), snapshotter.prepare(viewKey, parent)]);
+    await snapshotter.prepare(viewKey, parent);
     try {
       const lowers = layerDirsOf(await snapshotter.mounts(viewKey)).lowers;
-      await this.o.unpacker.fixImplied(layerDirsOf(upper).upper, unpacked.implied, lowers, { signal });
+      await this.o.unpacker.fixImplied(unpacked.upper, unpacked.implied, lowers, { signal });
     } finally {
       await this.discard(viewKey);
     }
   }
 
-  /** Removes a snapshot of this pull's; a failure is logged, never hiding the pull's own error. */
-  private async discard(key: string): Promise<void> {
+  /**
+   * Removes a snapshot of this pull's, emptying its tree first when given (off the event loop, and
+   * so that a full disk has room again for the snapshotter's metadata); a failure is logged, never
+   * hiding the pull's own error.
+   */
+  private async discard(key: string, upper?: string): Promise<void> {
+    if (upper !== undefined) {
+      await this.o.unpacker
+        .clear(upper)
+        .catch((err: unknown) => this.o.log.warn({ err, snapshot: key }, "empty failed extraction snapshot"));
+    }
     await this.o.snapshotter
       .remove(key)
       .catch((err: unknown) => this.o.log.warn({ err, snapshot: key }, "remove failed extraction snapshot"));
@@ -521,6 +532,8 @@ export class Puller {
 /** A layer unpacked into active snapshot `key`, waiting for its turn to be committed. */
 interface Unpacked {
   key: string;
+  /** Its tree (the snapshot's upper directory). */
+  upper: string;
   /** Directories it implied, to finish from the layers below (see `fixImpliedDirs`). */
   implied: string[];
 }

@@ -262,13 +262,13 @@ export class Puller {
       failed.abort();
     };
     const slot = limiter(this.limit);
-    const feeds = layers.map(() => deferred<Promise<LayerFeed | undefined>>());
+    const feeds = layers.map(() => deferred<LayerFeed | undefined>());
     const downloads = layers.map((layer, i) =>
       slot(() =>
         this.ensureBlob(repo, layer, {
           signal,
           onBytes: (bytes) => emit(i, { done: bytes, state: bytes >= layer.size ? "verifying" : "downloading" }),
-          onFeed: (feed) => feeds[i]?.resolve(feed),
+          onFeed: (feed) => void feed.then((f) => feeds[i]?.resolve(f)),
         }),
       ).then(
         () => emit(i, { done: layer.size }),
@@ -281,15 +281,16 @@ export class Puller {
     );
     // Handled here so a failure of a later layer, while an earlier one is awaited, is not "unhandled".
     for (const d of downloads) d.catch(() => {});
+    const unpackOptions = (i: number) => ({
+      diffId: diffIds[i] as string,
+      chainId: chains[i] as string,
+      download: downloads[i] as Promise<void>,
+      feed: (feeds[i] as Deferred<LayerFeed | undefined>).promise,
+      signal,
+      onStart: () => emit(i, { state: "extracting" }),
+    });
     const unpacks = layers.map((layer, i) =>
-      this.unpack(layer, {
-        diffId: diffIds[i] as string,
-        chainId: chains[i] as string,
-        download: downloads[i] as Promise<void>,
-        feed: (feeds[i] as Deferred<Promise<LayerFeed | undefined>>).promise,
-        signal,
-        onStart: () => emit(i, { state: "extracting" }),
-      }).catch((err: unknown) => {
+      this.unpack(layer, unpackOptions(i)).catch((err: unknown) => {
         fail(err);
         throw err;
       }),
@@ -299,7 +300,10 @@ export class Puller {
     try {
       for (const [i, layer] of layers.entries()) {
         const unpacked = await unpacks[i];
-        await this.commit(layer, chains[i] as string, chains[i - 1], unpacked, signal);
+        // Committed when the pull began but collected since (a removal racing this pull, before its lease
+        // covered the chain): unpacked now, from the blob in the store, under the chain's lock.
+        const again = () => this.unpack(layer, { ...unpackOptions(i), feed: Promise.resolve(undefined), force: true });
+        await this.commit(layer, { chainId: chains[i] as string, parent: chains[i - 1], unpacked, again, signal });
         committed.add(i);
         emit(i, { state: "done" });
       }
@@ -329,18 +333,20 @@ export class Puller {
       diffId: string;
       chainId: string;
       download: Promise<void>;
-      feed: Promise<Promise<LayerFeed | undefined>>;
+      feed: Promise<LayerFeed | undefined>;
       signal: AbortSignal;
       onStart: () => void;
+      /** Unpack even if the chain ID is committed now. */
+      force?: boolean;
     },
   ): Promise<Unpacked | undefined> {
     const { snapshotter, content, log } = this.o;
-    if ((await snapshotter.stat(o.chainId))?.kind === "committed") {
+    if (!o.force && (await snapshotter.stat(o.chainId))?.kind === "committed") {
       await o.download;
       return undefined;
     }
     // A blob being written by a download is unpacked as it grows; a present one from its file.
-    const feed = await Promise.race([o.feed.then((f) => f), o.download.then(() => undefined)]);
+    const feed = await Promise.race([o.feed, o.download.then(() => undefined)]);
     o.signal.throwIfAborted();
     // A temporary key: the chain ID becomes visible only by commit, after the diff ID is verified.
     const key = `${EXTRACT_PREFIX}${randomBytes(6).toString("hex")}-${o.chainId}`;
@@ -386,12 +392,18 @@ export class Puller {
   /** Commits an unpacked layer as `chainId` on `parent`, unless another pull committed it first. */
   private async commit(
     layer: Descriptor,
-    chainId: string,
-    parent: string | undefined,
-    unpacked: Unpacked | undefined,
-    signal: AbortSignal,
+    o: {
+      chainId: string;
+      parent: string | undefined;
+      unpacked: Unpacked | undefined;
+      /** Unpacks the layer now, when it was committed at first and is gone since. */
+      again: () => Promise<Unpacked | undefined>;
+      signal: AbortSignal;
+    },
   ): Promise<void> {
     const { snapshotter } = this.o;
+    const { chainId, parent, signal } = o;
+    let { unpacked } = o;
     await this.o.locks.chains.run(chainId, async () => {
       signal.throwIfAborted();
       const existing = await snapshotter.stat(chainId);
@@ -401,10 +413,18 @@ export class Puller {
       }
       if (existing !== undefined)
         throw new RuntimeError("FailedPrecondition", `snapshot ${chainId} exists and is not committed`);
+      const fresh = unpacked === undefined;
+      unpacked ??= await o.again();
       if (unpacked === undefined)
         throw new RuntimeError("Internal", `layer ${layer.digest}: snapshot ${chainId} vanished`);
-      if (parent !== undefined && unpacked.implied.length > 0) await this.fixImplied(unpacked, parent, signal);
-      await snapshotter.commit(chainId, unpacked.key, parent !== undefined ? { parent } : {});
+      try {
+        if (parent !== undefined && unpacked.implied.length > 0) await this.fixImplied(unpacked, parent, signal);
+        await snapshotter.commit(chainId, unpacked.key, parent !== undefined ? { parent } : {});
+      } catch (err) {
+        // The pull's own clean-up knows only the snapshots it unpacked up front.
+        if (fresh) await this.discard(unpacked.key, unpacked.upper);
+        throw err;
+      }
     });
   }
 

@@ -1,5 +1,6 @@
 /**
- * `npm run bench [-- --quick] [-- --pods N --rounds R --in-flight K]`: berth side by side with containerd.
+ * `npm run bench [-- --quick] [-- --pods N --rounds R --in-flight K] [-- --only pull]`: berth side by side
+ * with containerd. `--only pull` runs only the pull rows (pulls.ts).
  *
  * Set-up (not measured): a plain-HTTP registry on 127.0.0.1 with the fixture images and a pause image;
  * berthd and containerd started on private directories below one temporary directory, each with its own CNI
@@ -37,6 +38,7 @@ import { type BenchImages, prepareImages } from "./images.js";
 import { measureSequential } from "./latency.js";
 import { measureMemory } from "./memory.js";
 import { measureColdPull } from "./pull.js";
+import { preparePullImages, runPullRows } from "./pulls.js";
 import {
   formatTable,
   machineInfo,
@@ -58,6 +60,8 @@ interface Options {
   inFlight: number;
   /** Repetitions of each floor measurement per round. */
   floorReps: number;
+  /** `--only pull`: only the pull rows (pulls.ts). */
+  only?: "pull";
 }
 
 function parseOptions(argv: string[]): Options {
@@ -68,6 +72,7 @@ function parseOptions(argv: string[]): Options {
       pods: { type: "string" },
       rounds: { type: "string" },
       "in-flight": { type: "string", default: "10" },
+      only: { type: "string" },
     },
     strict: true,
   });
@@ -78,7 +83,9 @@ function parseOptions(argv: string[]): Options {
     return n;
   };
   const quick = values.quick === true;
+  if (values.only !== undefined && values.only !== "pull") throw new Error(`--only: "pull", not ${values.only}`);
   return {
+    ...(values.only === "pull" ? { only: "pull" as const } : {}),
     quick,
     pods: int(values.pods, quick ? 5 : 50, "pods"),
     rounds: int(values.rounds, quick ? 2 : 5, "rounds"),
@@ -154,6 +161,23 @@ async function main(): Promise<number> {
     }
     log(`bench: berthd and containerd serving and warmed up (${ms(t)})`);
 
+    t = performance.now();
+    const pullImages = await preparePullImages(images, signal);
+    log(`bench: generated pull images pushed (${ms(t)})`);
+    if (options.only === "pull") {
+      const pulls = await runPullRows(runtimes, pullImages, { rounds: options.rounds, signal, log });
+      const path = await writeResults(startedAt, {
+        startedAt: startedAt.toISOString(),
+        finishedAt: new Date().toISOString(),
+        options,
+        machine: { ...(await machineInfo()), loadavgAtStart: loadAtStart },
+        versions: await versions(await berth.version(), await containerd.version()),
+        pulls: pulls.rounds,
+      });
+      process.stdout.write(`\n${pulls.table}\n\nraw results: ${path}\n`);
+      return 0;
+    }
+
     const floor = await prepareFloor(join(dir, "floor"), images, nets.floor, {
       cgroupRoot: cgroupRoot("floor"),
       cleanup,
@@ -180,8 +204,9 @@ async function main(): Promise<number> {
       rounds.push(result);
     }
 
+    const pulls = await runPullRows(runtimes, pullImages, { rounds: options.rounds, signal, log });
     const rows = summarize(rounds, options.pods, options.inFlight);
-    const table = formatTable(rows);
+    const table = `${formatTable(rows)}\n\n${pulls.table}`;
     const finishedAt = new Date();
     const path = await writeResults(startedAt, {
       startedAt: startedAt.toISOString(),
@@ -200,6 +225,7 @@ async function main(): Promise<number> {
       // Each daemon's RSS after the warm-up pod, before the first round.
       idleRssKiB,
       rounds,
+      pulls: pulls.rounds,
     });
     process.stdout.write(`\n${table}\n\nraw results: ${path}\n`);
     return 0;

@@ -32,6 +32,8 @@ export async function measureColdPull(
   rt: RuntimeUnderTest,
   image: { ref: string; blobs: readonly Descriptor[]; shared: readonly string[] },
   signal: AbortSignal,
+  /** Deadline of the PullImage call (default: the client's). */
+  timeoutMs?: number,
 ): Promise<PullResult> {
   await rt.client.image.removeImage({ image: { image: image.ref } }, { signal }).catch((err: unknown) => {
     if (!(err instanceof ConnectError && err.code === Code.NotFound)) throw err;
@@ -49,7 +51,7 @@ export async function measureColdPull(
     if (Number.isNaN(fetchedAt) && waiting.every(isPresent)) fetchedAt = performance.now();
   }, 10);
   try {
-    await rt.client.image.pullImage({ image: { image: image.ref } }, { signal });
+    await rt.client.image.pullImage({ image: { image: image.ref } }, { signal, ...(timeoutMs ? { timeoutMs } : {}) });
   } finally {
     clearInterval(poll);
   }

@@ -2,15 +2,26 @@ import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import { existsSync } from "node:fs";
-import { lstat, mkdir, mkdtemp, readdir, readFile, readlink, rm, writeFile } from "node:fs/promises";
+import {
+  appendFile,
+  lstat,
+  mkdir,
+  mkdtemp,
+  readdir,
+  readFile,
+  readlink,
+  rename,
+  rm,
+  writeFile,
+} from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, test } from "node:test";
-import { gzipSync } from "node:zlib";
+import { gunzipSync as gunzip, gzipSync } from "node:zlib";
 import { pack } from "tar-stream";
-import { isKind } from "../errdefs/index.js";
+import { isKind, RuntimeError } from "../errdefs/index.js";
 import { createOverlaySnapshotter, layerDirsOf, mountAll, unmount } from "../snapshots/index.js";
-import { applyLayer } from "./index.js";
+import { applyLayer, createUnpacker, defaultUnpacker, LayerFeed } from "./index.js";
 
 const asRoot =
   process.getuid?.() === 0 ? false : "needs root (lchown, mknod of whiteouts, trusted.* xattrs, overlay mounts)";
@@ -385,3 +396,146 @@ describe("applyLayer: whiteouts over overlay snapshots", () => {
     }
   });
 });
+
+describe("unpacker: workers, limits and sources", () => {
+  test("a layer over max_layer_bytes or max_layer_entries is ResourceExhausted", async () => {
+    const tar = await tarOf([
+      { name: "a", body: Buffer.alloc(10_000, 1) },
+      { name: "b", body: "x" },
+      { name: "c", body: "y" },
+    ]);
+    await assert.rejects(applyLayer(target, chunked(gzipSync(tar)), { maxBytes: 5000 }), (err) => {
+      assert.ok(isKind(err, "ResourceExhausted"), String(err));
+      assert.match((err as Error).message, /exceeds the limit of 5000 bytes/);
+      return true;
+    });
+    await rm(target, { recursive: true });
+    await mkdir(target);
+    await assert.rejects(applyLayer(target, chunked(tar), { maxEntries: 2 }), (err) => {
+      assert.ok(isKind(err, "ResourceExhausted"), String(err));
+      assert.match((err as Error).message, /more than 2 entries/);
+      return true;
+    });
+    const ok = await applyLayer(join(work, "fs"), chunked(tar), { maxEntries: 3, maxBytes: tar.length });
+    assert.equal(ok.entries, 3);
+  });
+
+  test("a tar that replaces the same directories over and over applies (no per-entry scan)", async () => {
+    const entries: Entry[] = [];
+    const n = 3000;
+    for (let i = 0; i < n; i++) entries.push({ name: `d${i}/`, type: "directory" }, { name: `d${i}/x`, body: "" });
+    // Each file replaces a directory (and what is recorded below it): linear in the tree, not in the layer.
+    for (let i = 0; i < n; i++) entries.push({ name: `d${i}`, body: "f" });
+    const tar = await tarOf(entries);
+    const result = await applyLayer(target, chunked(tar, 65536));
+    assert.equal(result.entries, 3 * n);
+    assert.equal((await readdir(target)).length, n);
+    assert.ok((await lstat(join(target, "d7"))).isFile());
+  });
+
+  test("a blob file is read by the worker, also while it is still being written", async () => {
+    const tar = gzipSync(
+      await tarOf([
+        { name: "big", body: Buffer.alloc(3 * 1024 * 1024, 7) },
+        { name: "z", body: "end" },
+      ]),
+    );
+    const blob = join(work, "blob");
+    await writeFile(blob, tar);
+    const whole = await applyLayer(target, { path: blob });
+    assert.equal(whole.diffId, sha256(gunzip(tar)));
+
+    // A growing file, renamed into place at the end as the content store does.
+    const ingest = join(work, "ingest");
+    const final = join(work, "final");
+    await writeFile(ingest, "");
+    const feed = new LayerFeed(ingest);
+    const target2 = join(work, "fs2");
+    await mkdir(target2);
+    const applying = applyLayer(target2, feed);
+    for (let off = 0; off < tar.length; off += 100_000) {
+      await appendFile(ingest, tar.subarray(off, off + 100_000));
+      feed.grow(Math.min(tar.length, off + 100_000));
+      await new Promise((r) => setTimeout(r, 2));
+    }
+    await rename(ingest, final);
+    feed.complete(final);
+    const grown = await applying;
+    assert.equal(grown.diffId, whole.diffId);
+    assert.equal(await readFile(join(target2, "z"), "utf8"), "end");
+
+    // A download that fails: the unpack fails with its error.
+    await writeFile(ingest, tar.subarray(0, 1000));
+    const broken = new LayerFeed(ingest);
+    const target3 = join(work, "fs3");
+    await mkdir(target3);
+    const failing = applyLayer(target3, broken);
+    broken.grow(1000);
+    broken.fail(new RuntimeError("Unavailable", "registry went away"));
+    await assert.rejects(failing, (err) => isKind(err, "Unavailable") && /registry went away/.test(String(err)));
+  });
+
+  test("layers apply on parallel workers, which exit when idle; an aborted job leaves no worker", async () => {
+    const unpacker = createUnpacker({ maxWorkers: 2, idleMs: 200 });
+    try {
+      const gate = deferredBytes();
+      const t1 = join(work, "p1");
+      const t2 = join(work, "p2");
+      await mkdir(t1);
+      await mkdir(t2);
+      const tar = await tarOf([{ name: "f", body: "1" }]);
+      const ac = new AbortController();
+      const slow = unpacker.apply(t1, gate.source, { signal: ac.signal });
+      const fast = unpacker.apply(t2, chunked(tar));
+      assert.equal((await fast).entries, 1, "a second layer is not held up by a first one waiting for bytes");
+      assert.equal(unpacker.workers(), 2);
+      ac.abort();
+      await assert.rejects(slow, (err) => isKind(err, "Canceled"));
+      const deadline = Date.now() + 5000;
+      while (unpacker.workers() > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      assert.equal(unpacker.workers(), 0, "idle workers exit");
+    } finally {
+      await unpacker.close();
+    }
+  });
+
+  test("implied directories of a layer unpacked before its parents get their metadata afterwards", {
+    skip: asRoot,
+  }, async () => {
+    const lower = join(work, "lower");
+    await mkdir(lower);
+    await applyLayer(lower, chunked(await tarOf([{ name: "a/", type: "directory", mode: 0o710, uid: 5, gid: 6 }])));
+    const result = await applyLayer(target, chunked(await tarOf([{ name: "a/f", body: "x" }])), { deferImplied: true });
+    assert.deepEqual(result.implied, ["a"]);
+    assert.equal((await lstat(join(target, "a"))).mode & 0o7777, 0o755);
+    await defaultUnpacker().fixImplied(target, result.implied, [lower]);
+    const st = await lstat(join(target, "a"));
+    assert.deepEqual([st.mode & 0o7777, st.uid, st.gid], [0o710, 5, 6]);
+  });
+
+  test("a full disk is ResourceExhausted, not Internal", { skip: asRoot }, async () => {
+    const small = join(work, "small");
+    await mkdir(small);
+    execFileSync("mount", ["-t", "tmpfs", "-o", "size=1m", "tmpfs", small]);
+    try {
+      const tar = gzipSync(await tarOf([{ name: "big", body: Buffer.alloc(4 * 1024 * 1024) }]));
+      await assert.rejects(applyLayer(small, chunked(tar)), (err) => {
+        assert.ok(isKind(err, "ResourceExhausted"), String(err));
+        assert.match((err as Error).message, /no space left/);
+        return true;
+      });
+    } finally {
+      execFileSync("umount", [small]);
+    }
+  });
+});
+
+/** A source that yields nothing until it is closed: a download that has not started sending. */
+function deferredBytes(): { source: AsyncIterable<Uint8Array> } {
+  return {
+    source: (async function* () {
+      await new Promise(() => {});
+      yield new Uint8Array();
+    })(),
+  };
+}

@@ -39,6 +39,16 @@ export interface ApplyOptions {
   allowDevices?: boolean;
   /** Flush the target's filesystem (`sync -f`) before returning, so a committed layer survives power loss. */
   syncFs?: boolean;
+  /** Most uncompressed bytes the layer may have; more fails with ResourceExhausted. Default: no limit. */
+  maxBytes?: number;
+  /** Most tar entries the layer may have; more fails with ResourceExhausted. Default: no limit. */
+  maxEntries?: number;
+  /**
+   * The parent trees are not known yet (the layer is unpacked in parallel with the layers below
+   * it): directories the layer implies are created 0755 root:root and listed in
+   * `ApplyResult.implied`, for {@link fixImpliedDirs} to finish once the parents are committed.
+   */
+  deferImplied?: boolean;
   signal?: AbortSignal;
 }
 
@@ -52,6 +62,10 @@ export interface ApplyResult {
   compression: Compression;
   /** What was deliberately not applied, or not as declared, one sentence each. */
   warnings: string[];
+  /** Tar entries read. */
+  entries: number;
+  /** With `deferImplied`: directories (relative paths) the layer wrote into without listing them. */
+  implied: string[];
 }
 
 type PaxRecords = Record<string, string>;
@@ -74,8 +88,11 @@ type PaxRecords = Record<string, string>;
  * xattr values come through tar-stream's PAX decoding as UTF-8 text: binary `SCHILY.xattr`
  * values that are not valid UTF-8 (e.g. `security.capability`) are skipped with a warning;
  * libarchive's `LIBARCHIVE.xattr` records (base64) keep every byte.
+ *
+ * Runs in the calling thread with synchronous fs calls: berthd calls it only inside an unpack
+ * worker (`applyLayer` in unpacker.ts), never on its event loop.
  */
-export async function applyLayer(
+export async function applyLayerHere(
   target: string,
   source: AsyncIterable<Uint8Array>,
   options: ApplyOptions = {},
@@ -114,6 +131,12 @@ export async function applyLayer(
     for await (const chunk of chunks) {
       hash.update(chunk);
       size += chunk.length;
+      if (options.maxBytes !== undefined && size > options.maxBytes) {
+        throw new RuntimeError(
+          "ResourceExhausted",
+          `${label}: uncompressed size exceeds the limit of ${options.maxBytes} bytes (unpack.max_layer_bytes)`,
+        );
+      }
       yield chunk;
     }
   }
@@ -131,15 +154,23 @@ export async function applyLayer(
   const applier = createApplier(root, options, warnings);
   let applyError: RuntimeError | undefined;
   let readError: unknown;
+  let entries = 0;
   try {
     for await (const entry of tar) {
       const name = entry.header.name;
       try {
         signal?.throwIfAborted();
+        entries++;
+        if (options.maxEntries !== undefined && entries > options.maxEntries) {
+          throw new RuntimeError(
+            "ResourceExhausted",
+            `more than ${options.maxEntries} entries (unpack.max_layer_entries)`,
+          );
+        }
         await applier.entry(entry.header, readBody(entry as unknown as AsyncIterable<Uint8Array>));
       } catch (err) {
         if (err instanceof BodyReadError) readError = err.cause;
-        else applyError = signal?.aborted ? canceled(label, err) : wrap(err, `${label}: entry ${name}`);
+        else applyError = signal?.aborted ? canceled(label, err) : wrap(fsError(err), `${label}: entry ${name}`);
         break;
       }
     }
@@ -157,9 +188,61 @@ export async function applyLayer(
     await applier.finish();
     if (options.syncFs) await run("sync", ["-f", root], { name: "sync", ...signalOpt(signal) });
   } catch (err) {
-    throw signal?.aborted ? canceled(label, err) : wrap(err, label);
+    throw signal?.aborted ? canceled(label, err) : wrap(fsError(err), label);
   }
-  return { diffId: `sha256:${hash.digest("hex")}`, size, compression, warnings };
+  return {
+    diffId: `sha256:${hash.digest("hex")}`,
+    size,
+    compression,
+    warnings,
+    entries,
+    implied: applier.implied(),
+  };
+}
+
+/**
+ * Finishes the directories a layer unpacked with `deferImplied` wrote into without listing
+ * them: each takes the mode, owner and times of the same directory in the nearest of `parents`
+ * (nearest first) that has it, as `applyLayerHere` does when it knows the parents up front.
+ * Never follows a symlink in `target` or in a parent.
+ */
+export function fixImpliedDirs(target: string, implied: readonly string[], parents: readonly string[]): void {
+  const isRoot = process.getuid?.() === 0;
+  for (const rel of implied) {
+    const parts = components(rel);
+    const p = join(resolve(target), ...parts);
+    const st = lstatOrUndefined(p);
+    if (!st?.isDirectory()) continue; // Replaced later in the same layer; nothing to finish.
+    const like = likeInParents(parents, parts);
+    if (like === undefined) continue;
+    if (isRoot) lchownSync(p, like.uid, like.gid);
+    chmodSync(p, like.mode & 0o7777);
+    lutimesSync(p, like.atimeMs / 1000, like.mtimeMs / 1000);
+  }
+}
+
+/** The directory at `parts` in the nearest parent tree that has something there, if it is a directory. */
+function likeInParents(parents: readonly string[], parts: readonly string[]): Stats | undefined {
+  for (const lower of parents) {
+    const found = lstatBelow(lower, parts);
+    if (found === "absent") continue;
+    // A nearer layer replaced it with a non-directory: nothing below it shows.
+    return found === "replaced" ? undefined : found;
+  }
+  return undefined;
+}
+
+/** ENOSPC and EDQUOT are the disk's limit, not the layer's fault nor ours: ResourceExhausted, said plainly. */
+function fsError(err: unknown): unknown {
+  const code = (err as NodeJS.ErrnoException | undefined)?.code;
+  // mknod and setfattr report it in their stderr, which is in the message.
+  const said = err instanceof Error && /No space left on device|Disk quota exceeded/.test(err.message);
+  if (code === "ENOSPC" || code === "EDQUOT" || said) {
+    return new RuntimeError("ResourceExhausted", `no space left on the device of the snapshot (${code ?? "ENOSPC"})`, {
+      cause: err,
+    });
+  }
+  return err;
 }
 
 /** Classifies an error of the byte stream: corrupt input is the layer's fault, I/O is ours. */
@@ -207,6 +290,25 @@ function components(name: string): string[] {
 }
 
 /**
+ * What is recorded about one path of the layer, in a tree mirroring the target: replacing a
+ * path drops its subtree in O(1) (a flat set of paths needed a scan of every recorded path per
+ * replaced entry: O(n²) for a tar that replaces entries over and over).
+ */
+interface PathNode {
+  children: Map<string, PathNode>;
+  /** Checked (or created) as a real directory inside the root. */
+  dir: boolean;
+  /** Created by this layer without being listed (see `ApplyOptions.deferImplied`). */
+  implied: boolean;
+  xattrs?: Map<string, Uint8Array>;
+  times?: { atime: number; mtime: number };
+}
+
+function newNode(): PathNode {
+  return { children: new Map(), dir: false, implied: false };
+}
+
+/**
  * The state of one layer being applied: which directories are known to be real (so each
  * parent is checked once), and what is set at the end — xattrs (one `setfattr` for the layer,
  * after every chown, which would clear `security.capability`) and directory times (after
@@ -215,30 +317,41 @@ function components(name: string): string[] {
 function createApplier(root: string, options: ApplyOptions, warnings: string[]) {
   // Filesystem calls here are synchronous on purpose: each takes microseconds on a local disk,
   // while a round trip through libuv's thread pool costs ~50 µs, which made unpacking 3,000 small
-  // files ~15x slower than GNU tar. The event loop still turns whenever the tar stream waits for
-  // bytes (each read of the blob, 64 KiB by default), so the daemon stays responsive.
+  // files ~15x slower than GNU tar. This runs in an unpack worker, never on berthd's event loop.
   const isRoot = process.getuid?.() === 0;
-  const knownDirs = new Set<string>([""]);
-  const xattrs = new Map<string, Map<string, Uint8Array>>();
-  const dirTimes = new Map<string, { atime: number; mtime: number }>();
+  const tree = newNode();
+  tree.dir = true;
   const signal = signalOpt(options.signal);
   const abs = (parts: readonly string[]): string => join(root, ...parts);
 
-  const queueXattr = (path: string, name: string, value: Uint8Array) => {
-    let m = xattrs.get(path);
-    if (!m) {
-      m = new Map();
-      xattrs.set(path, m);
+  /** The node of `parts`, created along the way. */
+  const nodeOf = (parts: readonly string[]): PathNode => {
+    let n = tree;
+    for (const part of parts) {
+      let c = n.children.get(part);
+      if (!c) {
+        c = newNode();
+        n.children.set(part, c);
+      }
+      n = c;
     }
-    m.set(name, value);
+    return n;
   };
 
-  /** Forgets what was recorded for `path` and everything under it, which is being replaced. */
+  const queueXattr = (parts: readonly string[], name: string, value: Uint8Array) => {
+    const n = nodeOf(parts);
+    n.xattrs ??= new Map();
+    n.xattrs.set(name, value);
+  };
+
+  /** Forgets what was recorded for `parts` and everything under it, which is being replaced. */
   const forget = (parts: readonly string[]) => {
-    const rel = parts.join("/");
-    const p = abs(parts);
-    for (const d of knownDirs) if (d === rel || d.startsWith(`${rel}/`)) knownDirs.delete(d);
-    for (const m of [xattrs, dirTimes]) for (const k of m.keys()) if (k === p || k.startsWith(`${p}/`)) m.delete(k);
+    let n: PathNode | undefined = tree;
+    for (const part of parts.slice(0, -1)) {
+      n = n.children.get(part);
+      if (!n) return;
+    }
+    n.children.delete(parts[parts.length - 1] as string);
   };
 
   const removeExisting = (parts: readonly string[]) => {
@@ -252,40 +365,49 @@ function createApplier(root: string, options: ApplyOptions, warnings: string[]) 
    * (unless `create` is false) and refusing symlinks: this is what keeps every write inside.
    */
   const ensureParents = (parts: readonly string[], create = true) => {
+    let n = tree;
     for (let i = 1; i < parts.length; i++) {
+      const part = parts[i - 1] as string;
+      let c = n.children.get(part);
+      if (c?.dir) {
+        n = c;
+        continue;
+      }
       const prefix = parts.slice(0, i);
-      const rel = prefix.join("/");
-      if (knownDirs.has(rel)) continue;
       const st = lstatOrUndefined(abs(prefix));
       if (st === undefined) {
-        if (!create) throw invalidArgument(`parent ${rel} does not exist`);
-        makeParent(prefix);
+        if (!create) throw invalidArgument(`parent ${prefix.join("/")} does not exist`);
+        c ??= newNode();
+        makeParent(prefix, c);
       } else if (st.isSymbolicLink()) {
-        throw invalidArgument(`parent ${rel} is a symlink, which is not followed`);
+        throw invalidArgument(`parent ${prefix.join("/")} is a symlink, which is not followed`);
       } else if (!st.isDirectory()) {
-        throw invalidArgument(`parent ${rel} is not a directory`);
+        throw invalidArgument(`parent ${prefix.join("/")} is not a directory`);
       }
-      knownDirs.add(rel);
+      c ??= newNode();
+      c.dir = true;
+      n.children.set(part, c);
+      n = c;
     }
   };
 
   /** Creates a directory the layer did not list, like the one it has in the nearest parent tree. */
-  const makeParent = (parts: readonly string[]) => {
+  const makeParent = (parts: readonly string[], node: PathNode) => {
     const p = abs(parts);
     mkdirSync(p);
-    let like: Stats | undefined;
-    for (const lower of options.parents ?? []) {
-      const found = lstatBelow(lower, parts);
-      if (found === "absent") continue;
-      if (found !== "replaced") like = found;
-      break; // A nearer layer replaced it with a non-directory: nothing below it shows.
+    if (options.deferImplied) {
+      chmodSync(p, 0o755);
+      node.implied = true;
+      return;
     }
+    const like = likeInParents(options.parents ?? [], parts);
     if (like && isRoot) lchownSync(p, like.uid, like.gid);
     chmodSync(p, like ? like.mode & 0o7777 : 0o755);
-    if (like) dirTimes.set(p, { atime: like.atimeMs / 1000, mtime: like.mtimeMs / 1000 });
+    if (like) node.times = { atime: like.atimeMs / 1000, mtime: like.mtimeMs / 1000 };
   };
 
-  const setMetadata = (p: string, h: Header, pax: PaxRecords, name: string) => {
+  const setMetadata = (parts: readonly string[], h: Header, pax: PaxRecords, name: string) => {
+    const p = abs(parts);
     if (isRoot) lchownSync(p, paxInt(pax.uid) ?? h.uid, paxInt(pax.gid) ?? h.gid);
     // After chown, which clears setuid/setgid; symlinks have no mode of their own on Linux.
     if (h.type !== "symlink") chmodSync(p, h.mode & 0o7777);
@@ -295,13 +417,16 @@ function createApplier(root: string, options: ApplyOptions, warnings: string[]) 
       } else if (h.type === "symlink" && key.startsWith("user.")) {
         warnings.push(`entry ${name}: xattr ${key} skipped: Linux refuses user.* xattrs on symlinks`);
       } else {
-        queueXattr(p, key, value);
+        queueXattr(parts, key, value);
       }
     }
     const mtime = paxTime(pax.mtime) ?? h.mtime.getTime() / 1000;
     const times = { atime: paxTime(pax.atime) ?? mtime, mtime };
-    if (h.type === "directory") dirTimes.set(p, times);
-    else lutimesSync(p, times.atime, times.mtime);
+    if (h.type === "directory") {
+      const n = nodeOf(parts);
+      n.times = times;
+      n.implied = false; // Listed after all: its own metadata, not a parent's.
+    } else lutimesSync(p, times.atime, times.mtime);
   };
 
   const whiteout = async (parts: readonly string[], base: string) => {
@@ -309,7 +434,7 @@ function createApplier(root: string, options: ApplyOptions, warnings: string[]) 
     const dir = parts.slice(0, -1);
     if (base === ".wh..wh..opq") {
       // Hides what lower layers have in this directory; this layer's own entries stay visible.
-      queueXattr(abs(dir), "trusted.overlay.opaque", Buffer.from("y"));
+      queueXattr(dir, "trusted.overlay.opaque", Buffer.from("y"));
       return;
     }
     // Other .wh..wh.* names are aufs bookkeeping too.
@@ -321,6 +446,16 @@ function createApplier(root: string, options: ApplyOptions, warnings: string[]) 
     removeExisting(target);
     await mknod(abs(target), { type: "char", major: 0, minor: 0 }, signal);
   };
+
+  /** Every recorded node, parents before children, with its path parts. */
+  function* walk(): Generator<[string[], PathNode]> {
+    const stack: [string[], PathNode][] = [[[], tree]];
+    for (let item = stack.pop(); item !== undefined; item = stack.pop()) {
+      yield item;
+      const [parts, n] = item;
+      for (const [name, c] of n.children) stack.push([[...parts, name], c]);
+    }
+  }
 
   return {
     async entry(h: Header, body: AsyncIterable<Uint8Array>): Promise<void> {
@@ -341,27 +476,14 @@ function createApplier(root: string, options: ApplyOptions, warnings: string[]) 
       if (parts.length === 0) {
         if (type !== "directory") throw invalidArgument(`a ${String(type)} cannot replace the root`);
         await drain(body);
-        setMetadata(root, h, pax, h.name);
+        setMetadata(parts, h, pax, h.name);
         return;
       }
       // Refuse before touching anything.
       if ((type === "character-device" || type === "block-device") && !options.allowDevices) {
         throw invalidArgument(`${type} entries are not allowed in this layer`);
       }
-      if (
-        ![
-          "file",
-          "contiguous-file",
-          "directory",
-          "symlink",
-          "link",
-          "character-device",
-          "block-device",
-          "fifo",
-        ].includes(String(type))
-      ) {
-        throw invalidArgument(`unsupported entry type ${String(type)}`);
-      }
+      if (!ENTRY_TYPES.has(String(type))) throw invalidArgument(`unsupported entry type ${String(type)}`);
       ensureParents(parts);
       const p = abs(parts);
       const existing = lstatOrUndefined(p);
@@ -385,7 +507,7 @@ function createApplier(root: string, options: ApplyOptions, warnings: string[]) 
         }
         case "directory":
           if (!existing?.isDirectory()) mkdirSync(p, 0o700);
-          knownDirs.add(parts.join("/"));
+          nodeOf(parts).dir = true;
           break;
         case "symlink":
           // Any target is fine: symlinks are created, never followed, here.
@@ -415,18 +537,42 @@ function createApplier(root: string, options: ApplyOptions, warnings: string[]) 
           break;
       }
       await drain(body);
-      setMetadata(p, h, pax, h.name);
+      setMetadata(parts, h, pax, h.name);
     },
 
     async finish(): Promise<void> {
+      const xattrs = new Map<string, Map<string, Uint8Array>>();
+      const times: [string, { atime: number; mtime: number }][] = [];
+      for (const [parts, n] of walk()) {
+        if (n.xattrs) xattrs.set(abs(parts), n.xattrs);
+        if (n.times) times.push([abs(parts), n.times]);
+      }
       for (const path of await setXattrs(xattrs, signal)) {
         warnings.push(`${path.slice(root.length) || "/"}: xattrs skipped: the filesystem does not support them`);
       }
       // Children before parents, so that setting a child's time does not disturb its parent's.
-      for (const [p, t] of [...dirTimes].reverse()) lutimesSync(p, t.atime, t.mtime);
+      for (const [p, t] of times.reverse()) lutimesSync(p, t.atime, t.mtime);
+    },
+
+    /** Directories created without being listed, when `deferImplied`. */
+    implied(): string[] {
+      const out: string[] = [];
+      for (const [parts, n] of walk()) if (n.implied) out.push(parts.join("/"));
+      return out;
     },
   };
 }
+
+const ENTRY_TYPES = new Set([
+  "file",
+  "contiguous-file",
+  "directory",
+  "symlink",
+  "link",
+  "character-device",
+  "block-device",
+  "fifo",
+]);
 
 /** The xattrs a PAX header carries: `SCHILY.xattr.<name>` (text) and `LIBARCHIVE.xattr.<urlencoded>` (base64). */
 function xattrsOf(pax: PaxRecords, entry: string, warnings: string[]): [string, Uint8Array][] {

@@ -134,3 +134,23 @@ test("every key of the default config is read by the daemon (no accepted-but-ign
     assert.match(readers, pattern, `${dotted} is accepted but nothing reads it`);
   }
 });
+
+test("unpack limits must be positive integers and max_workers 0-64, named with their line", () => {
+  const c = parseConfig(`[unpack]\nmax_layer_bytes = 1048576\nmax_layer_entries = 10\nmax_workers = 2\n`);
+  assert.deepEqual(c.unpack, { max_layer_bytes: 1048576, max_layer_entries: 10, max_workers: 2 });
+  for (const [key, value] of [
+    ["max_layer_bytes", "0"],
+    ["max_layer_bytes", "-5"],
+    ["max_layer_bytes", "1.5"],
+    ["max_layer_bytes", "nan"],
+    ["max_layer_bytes", "inf"],
+    ["max_layer_entries", "0"],
+  ]) {
+    assert.throws(() => parseConfig(`[unpack]\n${key} = ${value}\n`, "c.toml"), {
+      message: `c.toml:2: unpack.${key}: must be a positive integer`,
+    });
+  }
+  assert.throws(() => parseConfig(`[unpack]\nmax_workers = 65\n`, "c.toml"), {
+    message: "c.toml:2: unpack.max_workers: must be 0 (automatic) to 64",
+  });
+});

@@ -29,6 +29,15 @@ export interface Config {
     /** Any registry request (blobs too) fails when no byte arrives for this long. */
     idle_timeout_seconds: number;
   };
+  /** Layer application: limits per layer (a layer over a limit fails its pull) and worker threads. */
+  unpack: {
+    /** Most uncompressed bytes of one layer. */
+    max_layer_bytes: number;
+    /** Most tar entries of one layer. */
+    max_layer_entries: number;
+    /** Layers applied at once, each on its own worker thread; 0 = the CPU count, at most 4. */
+    max_workers: number;
+  };
   cni: { conf_dir: string; bin_dirs: string[]; cache_dir: string; netns_dir: string; plugin_timeout_seconds: number };
   sandbox: {
     /**
@@ -76,6 +85,7 @@ export function defaultConfig(): Config {
       request_timeout_seconds: 60,
       idle_timeout_seconds: 300,
     },
+    unpack: { max_layer_bytes: 32 * 1024 ** 3, max_layer_entries: 2_000_000, max_workers: 0 },
     cni: {
       conf_dir: "/etc/cni/net.d",
       bin_dirs: ["/usr/lib/cni", "/opt/cni/bin"],
@@ -226,6 +236,12 @@ function check(c: Config, text: string, source: string): void {
     fail(where, ["streaming", "port"], "must be 0-65535");
   if (!Number.isInteger(c.registry.max_concurrent_downloads) || c.registry.max_concurrent_downloads < 1)
     fail(where, ["registry", "max_concurrent_downloads"], "must be a positive integer");
+  for (const key of ["max_layer_bytes", "max_layer_entries"] as const) {
+    if (!Number.isSafeInteger(c.unpack[key]) || c.unpack[key] < 1)
+      fail(where, ["unpack", key], "must be a positive integer");
+  }
+  if (!Number.isInteger(c.unpack.max_workers) || c.unpack.max_workers < 0 || c.unpack.max_workers > 64)
+    fail(where, ["unpack", "max_workers"], "must be 0 (automatic) to 64");
   // TODO(#4): run the infra process from a pause image; until then refuse rather than ignore it.
   if (c.sandbox.image !== "")
     fail(

@@ -75,6 +75,7 @@ export async function createContentStore(options: ContentStoreOptions): Promise<
     source: AsyncIterable<Uint8Array> | Iterable<Uint8Array>,
     signal: AbortSignal | undefined,
     onProgress: ((bytes: number) => void) | undefined,
+    onOpen?: (path: string) => void,
   ): Promise<BlobInfo> {
     signal?.throwIfAborted();
     const existing = await info(expected.digest);
@@ -86,6 +87,7 @@ export async function createContentStore(options: ContentStoreOptions): Promise<
     const hash = createHash("sha256");
     let size = 0;
     const fh = await open(tmp, "wx", 0o600);
+    onOpen?.(tmp);
     try {
       try {
         // Hashes and counts on the way to disk, failing as soon as the blob is longer than announced.
@@ -159,11 +161,11 @@ export async function createContentStore(options: ContentStoreOptions): Promise<
       if (!Number.isSafeInteger(expected.size) || expected.size < 0) {
         throw invalidArgument(`ingest ${expected.digest}: invalid size ${expected.size}`);
       }
-      const { signal, onProgress } = opts;
+      const { signal, onProgress, onOpen } = opts;
       let writing = false;
       const work = locks.run(expected.digest, () => {
         writing = true;
-        return write(expected, source, signal, onProgress);
+        return write(expected, source, signal, onProgress, onOpen);
       });
       // Waiting for the lock ends at once on abort; a write that has begun is awaited instead: it stops on the
       // signal and removes its temp file, so a canceled ingest leaves nothing in ingest/ once it rejects.

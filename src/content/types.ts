@@ -31,12 +31,15 @@ export interface Ingester {
    * Streams `source` into the store and commits it as `expected.digest`.
    * Fails (kind InvalidArgument, message naming the digest) on a digest or size mismatch,
    * leaving nothing visible. A blob already present is not written again.
-   * `onProgress` receives the running byte count.
+   * `onProgress` receives the running byte count, called once those bytes are in the file that
+   * `onOpen` named (the ingest file, created when the write begins; not called when the blob is
+   * already present). A reader may follow that file as it grows: it is renamed to `blobPath()`
+   * on commit and deleted on failure, so an open descriptor stays valid either way.
    */
   ingest(
     expected: BlobInfo,
     source: AsyncIterable<Uint8Array>,
-    options?: { signal?: AbortSignal; onProgress?: (bytes: number) => void },
+    options?: { signal?: AbortSignal; onProgress?: (bytes: number) => void; onOpen?: (path: string) => void },
   ): Promise<BlobInfo>;
   /** Writes a small blob from memory, verifying it when `digest` is given. */
   writeBlob(data: Uint8Array, digest?: string): Promise<BlobInfo>;

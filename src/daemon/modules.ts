@@ -79,6 +79,11 @@ export async function buildModules(config: Config, store: Store, log: Logger): P
       idleTimeoutMs: config.registry.idle_timeout_seconds * 1000,
     },
     stallTimeoutMs: config.registry.idle_timeout_seconds * 1000,
+    unpack: {
+      maxLayerBytes: config.unpack.max_layer_bytes,
+      maxLayerEntries: config.unpack.max_layer_entries,
+      ...(config.unpack.max_workers > 0 ? { maxWorkers: config.unpack.max_workers } : {}),
+    },
     logger: log.child({ component: "images" }),
   });
   closers.push(() => images.close());

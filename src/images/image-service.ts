@@ -1,3 +1,4 @@
+import { createUnpacker, type Unpacker } from "../archive/index.js";
 import type { ContentStore } from "../content/index.js";
 import { RuntimeError, wrap } from "../errdefs/index.js";
 import { type Logger, silentLogger } from "../log/index.js";
@@ -8,7 +9,7 @@ import type { RegistryCredentials } from "./auth.js";
 import { collectGarbage, type GcLocks, type GcResult, Leases, type References } from "./gc.js";
 import type { ImageConfig } from "./manifest.js";
 import { hostPlatform, type Platform, parsePlatform } from "./platform.js";
-import { abortError, archiveApplier, type LayerApplier, type LayerProgress, Puller } from "./pull.js";
+import { abortError, EXTRACT_PREFIX, type LayerProgress, Puller } from "./pull.js";
 import { digestReference, parseReference, type Reference, repositoryName, tagReference } from "./reference.js";
 import { RegistryClient } from "./registry.js";
 import type { TransportTimeouts } from "./transport.js";
@@ -77,8 +78,17 @@ export interface ImageServiceOptions {
   store: Store;
   content: ContentStore;
   snapshotter: Snapshotter;
-  /** Applies layers; default: `src/archive` ({@link archiveApplier}). */
-  applyLayer?: LayerApplier;
+  /** Layer application: worker threads, limits (`[unpack]` in the config). */
+  unpack?: {
+    /** Layers applied at once (default: the CPU count, at most 4). */
+    maxWorkers?: number;
+    /** An idle unpack worker exits after this long (default 2 s). */
+    idleMs?: number;
+    /** Most uncompressed bytes of one layer. */
+    maxLayerBytes?: number;
+    /** Most tar entries of one layer. */
+    maxLayerEntries?: number;
+  };
   /** Directory reported as the image filesystem's mountpoint (the daemon root). */
   mountpoint: string;
   /** `registry.config_path` (hosts.toml roots separated by ":"); empty = no host configuration. */
@@ -97,8 +107,6 @@ export interface ImageServiceOptions {
 }
 
 const COLLECTION = "images";
-/** Temporary active snapshots of unpacking; any left at start-up are debris of a crash. */
-const EXTRACT_PREFIX = "extract-";
 
 /**
  * Opens the image service: cleans what an interrupted unpack left behind and collects
@@ -124,6 +132,7 @@ export class ImageService {
   private readonly registry: RegistryClient;
   private readonly ownsRegistry: boolean;
   private readonly puller: Puller;
+  private readonly unpacker: Unpacker;
   private readonly leases = new Leases();
   private readonly locks: GcLocks = { blobs: new KeyedMutex(), chains: new KeyedMutex() };
   /** Per image ID: a pull's record write and a removal of the same image never interleave. */
@@ -158,11 +167,20 @@ export class ImageService {
         : typeof o.platform === "string"
           ? parsePlatform(o.platform)
           : o.platform;
+    const u = o.unpack ?? {};
+    this.unpacker = createUnpacker({
+      ...(u.maxWorkers !== undefined ? { maxWorkers: u.maxWorkers } : {}),
+      ...(u.idleMs !== undefined ? { idleMs: u.idleMs } : {}),
+    });
     this.puller = new Puller({
       content: o.content,
       snapshotter: o.snapshotter,
       registry: this.registry,
-      applyLayer: o.applyLayer ?? archiveApplier,
+      unpacker: this.unpacker,
+      limits: {
+        ...(u.maxLayerBytes !== undefined ? { maxBytes: u.maxLayerBytes } : {}),
+        ...(u.maxLayerEntries !== undefined ? { maxEntries: u.maxLayerEntries } : {}),
+      },
       locks: this.locks,
       log: this.log,
       platform,
@@ -352,6 +370,7 @@ export class ImageService {
     this.closing.abort(new RuntimeError("Canceled", "image service closing"));
     this.usage.close();
     if (this.ownsRegistry) this.registry.close();
+    void this.unpacker.close();
   }
 
   private references(): References {

@@ -10,7 +10,7 @@ export {
 } from "./image-service.js";
 export { type ContainerConfig, type Descriptor, type ImageConfig, imageUser } from "./manifest.js";
 export { formatPlatform, hostPlatform, type Platform, parsePlatform } from "./platform.js";
-export type { LayerApplier, LayerProgress, LayerState } from "./pull.js";
+export type { LayerProgress, LayerState } from "./pull.js";
 export {
   digestReference,
   formatReference,

@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from "node:crypto";
-import { applyLayer } from "../archive/index.js";
+import { type ApplyResult, LayerFeed, type LayerSource, type Unpacker } from "../archive/index.js";
 import type { ContentStore } from "../content/index.js";
 import { RuntimeError } from "../errdefs/index.js";
 import type { Logger } from "../log/index.js";
@@ -23,8 +23,8 @@ import type { RegistryClient, Repository } from "./registry.js";
 
 /**
  * Pulling one image: resolve → manifest (through an index, choosing the platform) → config →
- * layers downloaded in parallel into the content store → layers applied in order, once per
- * chain ID, into committed snapshots.
+ * layers downloaded in parallel into the content store, each unpacked on a worker thread while
+ * it downloads, into its own snapshot → snapshots committed in chain order, once per chain ID.
  *
  * Guarantees:
  * - every manifest, config and layer is verified against its digest and size before it is
@@ -32,7 +32,8 @@ import type { RegistryClient, Repository } from "./registry.js";
  *   against the config's diff ID before its snapshot is committed;
  * - a blob is downloaded once however many pulls want it at the same time (one shared download
  *   per digest, cancelled only when every pull waiting for it has gone);
- * - a chain ID is unpacked once (per-chain lock; a committed snapshot is reused);
+ * - a committed chain ID is reused, never unpacked again (two pulls racing for the same new
+ *   layer both unpack it; the first commit wins, the other's snapshot is removed);
  * - a failed or cancelled unpack leaves no snapshot behind (its temporary active snapshot is
  *   removed), and cancelling stops downloads and unpacking promptly.
  */
@@ -49,28 +50,6 @@ export interface LayerProgress {
   done: number;
   state: LayerState;
 }
-
-/**
- * Applies one layer blob (compressed as `mediaType` says) onto a writable snapshot: `upper` is
- * written, `lowers` (nearest first) are the parents, for whiteouts and implied directories.
- * Resolves to the diff ID (the sha256 of the uncompressed tar) and any warnings. `src/archive`'s
- * `applyLayer` by default (see {@link archiveApplier}); injectable so tests can fake it.
- */
-export type LayerApplier = (
-  target: { upper: string; lowers: string[] },
-  layer: AsyncIterable<Uint8Array>,
-  options: { mediaType: string; digest: string; signal?: AbortSignal },
-) => Promise<{ diffId: string; warnings?: string[] }>;
-
-/** The real applier: `src/archive`, flushing the filesystem so a committed layer survives power loss. */
-export const archiveApplier: LayerApplier = (target, layer, options) =>
-  applyLayer(target.upper, layer, {
-    mediaType: options.mediaType,
-    digest: options.digest,
-    parents: target.lowers,
-    syncFs: true,
-    ...(options.signal ? { signal: options.signal } : {}),
-  });
 
 /** What a pull produced, ready to be recorded. */
 export interface PulledImage {
@@ -101,7 +80,12 @@ export interface PullerOptions {
   content: ContentStore;
   snapshotter: Snapshotter;
   registry: RegistryClient;
-  applyLayer: LayerApplier;
+  /** Runs layer application off the event loop. */
+  unpacker: Unpacker;
+  /** Limits of one layer (`unpack.max_layer_bytes`, `unpack.max_layer_entries`). */
+  limits?: { maxBytes?: number; maxEntries?: number };
+  /** Flush each unpacked layer's filesystem before commit, so it survives power loss (default true). */
+  syncFs?: boolean;
   locks: GcLocks;
   log: Logger;
   platform: Platform;
@@ -117,7 +101,12 @@ interface SharedDownload {
   controller: AbortController;
   waiters: number;
   listeners: Set<(bytes: number) => void>;
+  /** The growing ingest file, once the download writes one; undefined when it ends without. */
+  feed: Promise<LayerFeed | undefined>;
 }
+
+/** Temporary active snapshots of unpacking; any left at start-up are debris of a crash. */
+export const EXTRACT_PREFIX = "extract-";
 
 /** The chain IDs of a layer stack: chain[0] = diff[0], chain[i] = sha256(chain[i-1] + " " + diff[i]). */
 export function chainIds(diffIds: readonly string[]): string[] {
@@ -184,7 +173,7 @@ export class Puller {
       }
 
       lease.add(manifest.config.digest);
-      await this.ensureBlob(repo, manifest.config, signal, () => {}).catch((err: unknown) => {
+      await this.ensureBlob(repo, manifest.config, { signal, onBytes: () => {} }).catch((err: unknown) => {
         throw contextOf(err, "download config");
       });
       const config = parseImageConfig(await this.o.content.readBlob(manifest.config.digest));
@@ -233,7 +222,12 @@ export class Puller {
     return parseManifest(bytes, desc.mediaType || undefined);
   }
 
-  /** Downloads the layers (bounded, in parallel) and unpacks them in order as they arrive. */
+  /**
+   * Downloads the layers (bounded, in parallel) and unpacks each as soon as its bytes start to
+   * arrive, on unpack workers, every layer into its own snapshot prepared without a parent; then
+   * commits them in chain order, each onto the one below, once its blob digest and diff ID are
+   * verified. A failure or cancel removes every snapshot this pull prepared and did not commit.
+   */
   private async layers(
     repo: Repository,
     layers: Descriptor[],
@@ -268,13 +262,16 @@ export class Puller {
       failed.abort();
     };
     const slot = limiter(this.limit);
+    const feeds = layers.map(() => deferred<LayerFeed | undefined>());
     const downloads = layers.map((layer, i) =>
       slot(() =>
-        this.ensureBlob(repo, layer, signal, (bytes) => {
-          emit(i, { done: bytes, state: bytes >= layer.size ? "verifying" : "downloading" });
+        this.ensureBlob(repo, layer, {
+          signal,
+          onBytes: (bytes) => emit(i, { done: bytes, state: bytes >= layer.size ? "verifying" : "downloading" }),
+          onFeed: (feed) => void feed.then((f) => feeds[i]?.resolve(f)),
         }),
       ).then(
-        () => emit(i, { done: layer.size, state: "waiting" }),
+        () => emit(i, { done: layer.size }),
         (err: unknown) => {
           const e = contextOf(err, "download layer");
           fail(e);
@@ -284,39 +281,215 @@ export class Puller {
     );
     // Handled here so a failure of a later layer, while an earlier one is awaited, is not "unhandled".
     for (const d of downloads) d.catch(() => {});
+    const unpackOptions = (i: number) => ({
+      diffId: diffIds[i] as string,
+      chainId: chains[i] as string,
+      download: downloads[i] as Promise<void>,
+      feed: (feeds[i] as Deferred<LayerFeed | undefined>).promise,
+      signal,
+      onStart: () => emit(i, { state: "extracting" }),
+    });
+    const unpacks = layers.map((layer, i) =>
+      this.unpack(layer, unpackOptions(i)).catch((err: unknown) => {
+        fail(err);
+        throw err;
+      }),
+    );
+    for (const u of unpacks) u.catch(() => {});
+    const committed = new Set<number>();
     try {
       for (const [i, layer] of layers.entries()) {
-        await downloads[i];
-        emit(i, { state: "extracting" });
-        await this.unpack(layer, diffIds[i] as string, chains[i] as string, chains[i - 1], signal);
+        const unpacked = await unpacks[i];
+        // Committed when the pull began but collected since (a removal racing this pull, before its lease
+        // covered the chain): unpacked now, from the blob in the store, under the chain's lock.
+        const again = () => this.unpack(layer, { ...unpackOptions(i), feed: Promise.resolve(undefined), force: true });
+        await this.commit(layer, { chainId: chains[i] as string, parent: chains[i - 1], unpacked, again, signal });
+        committed.add(i);
         emit(i, { state: "done" });
       }
     } catch (err) {
       fail(err);
       throw firstError;
     } finally {
-      // Nothing keeps running after the pull returns.
+      // Nothing keeps running after the pull returns, and nothing it prepared stays uncommitted.
       await Promise.allSettled(downloads);
+      const settled = await Promise.allSettled(unpacks);
+      for (const [i, r] of settled.entries()) {
+        if (r.status === "fulfilled" && r.value !== undefined && !committed.has(i)) {
+          await this.discard(r.value.key, r.value.upper);
+        }
+      }
     }
   }
 
   /**
+   * Unpacks one layer into a new parentless snapshot unless its chain ID is already committed,
+   * streaming from the download when this pull's download of it is writing the blob; resolves
+   * once the blob is verified and the diff ID matches (undefined: nothing to unpack).
+   */
+  private async unpack(
+    layer: Descriptor,
+    o: {
+      diffId: string;
+      chainId: string;
+      download: Promise<void>;
+      feed: Promise<LayerFeed | undefined>;
+      signal: AbortSignal;
+      onStart: () => void;
+      /** Unpack even if the chain ID is committed now. */
+      force?: boolean;
+    },
+  ): Promise<Unpacked | undefined> {
+    const { snapshotter, content, log } = this.o;
+    if (!o.force && (await snapshotter.stat(o.chainId))?.kind === "committed") {
+      await o.download;
+      return undefined;
+    }
+    // A blob being written by a download is unpacked as it grows; a present one from its file.
+    const feed = await Promise.race([o.feed, o.download.then(() => undefined)]);
+    o.signal.throwIfAborted();
+    // A temporary key: the chain ID becomes visible only by commit, after the diff ID is verified.
+    const key = `${EXTRACT_PREFIX}${randomBytes(6).toString("hex")}-${o.chainId}`;
+    const mounts = await snapshotter.prepare(key, undefined);
+    const upper = layerDirsOf(mounts).upper;
+    try {
+      o.onStart();
+      const apply = (source: LayerSource) =>
+        this.o.unpacker.apply(upper, source, {
+          mediaType: layer.mediaType,
+          digest: layer.digest,
+          deferImplied: true,
+          syncFs: this.o.syncFs ?? true,
+          ...this.o.limits,
+          signal: o.signal,
+        });
+      let applied: ApplyResult;
+      try {
+        applied = await apply(feed ?? { path: content.blobPath(layer.digest) });
+      } catch (err) {
+        // The download it followed failed, but its retry (a download joined from another pull) may not.
+        if (feed?.state().error === undefined || o.signal.aborted) throw err;
+        await o.download;
+        await this.o.unpacker.clear(upper);
+        applied = await apply({ path: content.blobPath(layer.digest) });
+      }
+      // Unpacked while downloading: the blob's digest must check out before anything is committed.
+      await o.download;
+      for (const w of applied.warnings) log.warn({ layer: layer.digest }, `unpack: ${w}`);
+      if (applied.diffId !== o.diffId) {
+        throw new RuntimeError(
+          "InvalidArgument",
+          `layer ${layer.digest}: uncompressed content ${applied.diffId} does not match the config's diff id ${o.diffId}`,
+        );
+      }
+      return { key, upper, implied: applied.implied };
+    } catch (err) {
+      await this.discard(key, upper);
+      throw err;
+    }
+  }
+
+  /** Commits an unpacked layer as `chainId` on `parent`, unless another pull committed it first. */
+  private async commit(
+    layer: Descriptor,
+    o: {
+      chainId: string;
+      parent: string | undefined;
+      unpacked: Unpacked | undefined;
+      /** Unpacks the layer now, when it was committed at first and is gone since. */
+      again: () => Promise<Unpacked | undefined>;
+      signal: AbortSignal;
+    },
+  ): Promise<void> {
+    const { snapshotter } = this.o;
+    const { chainId, parent, signal } = o;
+    let { unpacked } = o;
+    await this.o.locks.chains.run(chainId, async () => {
+      signal.throwIfAborted();
+      const existing = await snapshotter.stat(chainId);
+      if (existing?.kind === "committed") {
+        if (unpacked) await this.discard(unpacked.key, unpacked.upper);
+        return;
+      }
+      if (existing !== undefined)
+        throw new RuntimeError("FailedPrecondition", `snapshot ${chainId} exists and is not committed`);
+      const fresh = unpacked === undefined;
+      unpacked ??= await o.again();
+      if (unpacked === undefined)
+        throw new RuntimeError("Internal", `layer ${layer.digest}: snapshot ${chainId} vanished`);
+      try {
+        if (parent !== undefined && unpacked.implied.length > 0) await this.fixImplied(unpacked, parent, signal);
+        await snapshotter.commit(chainId, unpacked.key, parent !== undefined ? { parent } : {});
+      } catch (err) {
+        // The pull's own clean-up knows only the snapshots it unpacked up front.
+        if (fresh) await this.discard(unpacked.key, unpacked.upper);
+        throw err;
+      }
+    });
+  }
+
+  /**
+   * Gives the directories a layer implied the metadata they have in the layers below, now that
+   * those are committed: their trees are the lowers of a throwaway snapshot on `parent`.
+   */
+  private async fixImplied(unpacked: Unpacked, parent: string, signal: AbortSignal): Promise<void> {
+    const { snapshotter } = this.o;
+    const viewKey = `${EXTRACT_PREFIX}${randomBytes(6).toString("hex")}-view`;
+    await snapshotter.prepare(viewKey, parent);
+    try {
+      const lowers = layerDirsOf(await snapshotter.mounts(viewKey)).lowers;
+      await this.o.unpacker.fixImplied(unpacked.upper, unpacked.implied, lowers, { signal });
+    } finally {
+      await this.discard(viewKey);
+    }
+  }
+
+  /**
+   * Removes a snapshot of this pull's, emptying its tree first when given (off the event loop, and
+   * so that a full disk has room again for the snapshotter's metadata); a failure is logged, never
+   * hiding the pull's own error.
+   */
+  private async discard(key: string, upper?: string): Promise<void> {
+    if (upper !== undefined) {
+      await this.o.unpacker
+        .clear(upper)
+        .catch((err: unknown) => this.o.log.warn({ err, snapshot: key }, "empty failed extraction snapshot"));
+    }
+    await this.o.snapshotter
+      .remove(key)
+      .catch((err: unknown) => this.o.log.warn({ err, snapshot: key }, "remove failed extraction snapshot"));
+  }
+
+  /**
    * Makes sure a blob is in the content store, joining a download already running for it.
-   * `onBytes` receives the running byte count of the shared download.
+   * `onBytes` receives the running byte count of the shared download; `onFeed` the download's
+   * growing ingest file (undefined when the blob is present or nothing was written).
    */
   private async ensureBlob(
     repo: Repository,
     desc: Descriptor,
-    signal: AbortSignal | undefined,
-    onBytes: (bytes: number) => void,
-    retried = false,
+    o: {
+      signal: AbortSignal | undefined;
+      onBytes: (bytes: number) => void;
+      onFeed?: (feed: Promise<LayerFeed | undefined>) => void;
+      retried?: boolean;
+    },
   ): Promise<void> {
+    const { signal, onBytes } = o;
     let d = this.downloads.get(desc.digest);
     const mine = d === undefined;
     if (d === undefined) {
       const controller = new AbortController();
       const listeners = new Set<(bytes: number) => void>();
-      const shared: SharedDownload = { controller, waiters: 0, listeners, promise: Promise.resolve() };
+      const opened = deferred<LayerFeed | undefined>();
+      let feed: LayerFeed | undefined;
+      const shared: SharedDownload = {
+        controller,
+        waiters: 0,
+        listeners,
+        promise: Promise.resolve(),
+        feed: opened.promise,
+      };
       shared.promise = this.o.locks.blobs
         .run(desc.digest, async () => {
           if (await this.o.content.info(desc.digest)) return;
@@ -325,13 +498,24 @@ export class Puller {
             lazyBlob(repo, desc, controller.signal, this.stallMs),
             {
               signal: controller.signal,
+              onOpen: (path) => {
+                feed = new LayerFeed(path);
+                opened.resolve(feed);
+              },
               onProgress: (n) => {
+                feed?.grow(n);
                 for (const l of listeners) l(n);
               },
             },
           );
+          feed?.complete(this.o.content.blobPath(desc.digest));
+        })
+        .catch((err: unknown) => {
+          feed?.fail(err);
+          throw err;
         })
         .finally(() => {
+          opened.resolve(undefined);
           if (this.downloads.get(desc.digest) === shared) this.downloads.delete(desc.digest);
         });
       shared.promise.catch(() => {}); // Each waiter sees the error; nobody left waiting is fine.
@@ -339,14 +523,15 @@ export class Puller {
       d = shared;
     }
     const shared = d;
+    o.onFeed?.(shared.feed);
     shared.waiters++;
     shared.listeners.add(onBytes);
     try {
       await untilAborted(shared.promise, signal);
     } catch (err) {
       // Joined someone else's download and it failed (their credentials, their mirror): try once ourselves.
-      if (!mine && !retried && !signal?.aborted && !shared.controller.signal.aborted) {
-        return this.ensureBlob(repo, desc, signal, onBytes, true);
+      if (!mine && !o.retried && !signal?.aborted && !shared.controller.signal.aborted) {
+        return this.ensureBlob(repo, desc, { signal, onBytes, retried: true });
       }
       throw err;
     } finally {
@@ -362,48 +547,29 @@ export class Puller {
       }
     }
   }
+}
 
-  /** Applies a layer onto its parent chain unless its chain ID is already a committed snapshot. */
-  private async unpack(
-    layer: Descriptor,
-    diffId: string,
-    chainId: string,
-    parent: string | undefined,
-    signal: AbortSignal,
-  ): Promise<void> {
-    const { snapshotter, content, log } = this.o;
-    await this.o.locks.chains.run(chainId, async () => {
-      signal.throwIfAborted();
-      const existing = await snapshotter.stat(chainId);
-      if (existing?.kind === "committed") return;
-      if (existing !== undefined)
-        throw new RuntimeError("FailedPrecondition", `snapshot ${chainId} exists and is not committed`);
-      // A temporary key: the chain ID becomes visible only by commit, after the diff ID is verified.
-      const key = `extract-${randomBytes(6).toString("hex")}-${chainId}`;
-      const mounts = await snapshotter.prepare(key, parent);
-      try {
-        const applied = await this.o.applyLayer(layerDirsOf(mounts), content.readStream(layer.digest), {
-          mediaType: layer.mediaType,
-          digest: layer.digest,
-          signal,
-        });
-        for (const w of applied.warnings ?? []) log.warn({ layer: layer.digest }, `unpack: ${w}`);
-        const got = applied.diffId;
-        if (got !== diffId) {
-          throw new RuntimeError(
-            "InvalidArgument",
-            `layer ${layer.digest}: uncompressed content ${got} does not match the config's diff id ${diffId}`,
-          );
-        }
-        await snapshotter.commit(chainId, key);
-      } catch (err) {
-        await snapshotter
-          .remove(key)
-          .catch((e: unknown) => log.warn({ err: e, snapshot: key }, "remove failed extraction snapshot"));
-        throw err;
-      }
-    });
-  }
+/** A layer unpacked into active snapshot `key`, waiting for its turn to be committed. */
+interface Unpacked {
+  key: string;
+  /** Its tree (the snapshot's upper directory). */
+  upper: string;
+  /** Directories it implied, to finish from the layers below (see `fixImpliedDirs`). */
+  implied: string[];
+}
+
+interface Deferred<T> {
+  promise: Promise<T>;
+  resolve: (value: T) => void;
+}
+
+/** A promise resolved from outside; later calls of `resolve` are ignored. */
+function deferred<T>(): Deferred<T> {
+  let resolve!: (value: T) => void;
+  const promise = new Promise<T>((r) => {
+    resolve = r;
+  });
+  return { promise, resolve };
 }
 
 const MANIFEST_TYPES = new Set<string>([

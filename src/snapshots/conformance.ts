@@ -97,6 +97,22 @@ export function snapshotterConformance(name: string, factory: (root: string) => 
       await assert.rejects(sn.commit("z", "base"), (err) => isKind(err, "FailedPrecondition"));
     });
 
+    test("commit with a parent stacks a snapshot prepared without one; the parent must be committed", async () => {
+      await sn.prepare("lower-x", undefined);
+      await sn.prepare("upper-x", undefined);
+      await assert.rejects(sn.commit("l2", "upper-x", { parent: "lower-x" }), (err) =>
+        isKind(err, "FailedPrecondition"),
+      );
+      await assert.rejects(sn.commit("l2", "upper-x", { parent: "nope" }), (err) => isKind(err, "NotFound"));
+      await sn.commit("l1", "lower-x");
+      await sn.commit("l2", "upper-x", { parent: "l1" });
+      assert.equal((await sn.stat("l2"))?.parent, "l1");
+      await sn.prepare("c", "l2");
+      await assert.rejects(sn.commit("l3", "c", { parent: "l1" }), (err) => isKind(err, "FailedPrecondition"));
+      assert.equal((await sn.stat("c"))?.kind, "active", "a refused commit leaves the active snapshot");
+      await assert.rejects(sn.remove("l1"), (err) => isKind(err, "FailedPrecondition"));
+    });
+
     test("mounts of an active snapshot repeat prepare's; a committed one has none", async () => {
       await sn.prepare("x", undefined);
       await sn.commit("base", "x");

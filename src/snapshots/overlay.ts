@@ -170,8 +170,17 @@ export async function createOverlaySnapshotter(options: OverlaySnapshotterOption
         if (!active) throw notFound(`snapshot ${activeKey}`);
         if (active.kind !== "active") throw failedPrecondition(`snapshot ${activeKey} is not active`);
         if (cur.snapshots[name]) throw alreadyExists(`snapshot ${name}`);
+        const parent = opts.parent;
+        if (parent !== undefined) {
+          if (active.parent !== undefined)
+            throw failedPrecondition(`commit ${activeKey} onto ${parent}: it already has parent ${active.parent}`);
+          const p = cur.snapshots[parent];
+          if (!p) throw notFound(`parent snapshot ${parent}`);
+          if (p.kind !== "committed") throw failedPrecondition(`parent snapshot ${parent} is not committed`);
+        }
         const committed: SnapshotRecord = {
           ...active,
+          ...(parent !== undefined ? { parent } : {}),
           kind: "committed",
           createdAt: Date.now(),
           labels: { ...(opts.labels ?? active.labels) },

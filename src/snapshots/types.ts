@@ -37,8 +37,17 @@ export interface Snapshotter {
    * Turns active snapshot `activeKey` into committed snapshot `name` (immutable from then on);
    * `activeKey` is gone afterwards. AlreadyExists when `name` exists (e.g. another pull unpacked
    * the same chain ID first: the caller removes its own active snapshot and uses `name`).
+   *
+   * `parent` sets the parent of an active snapshot prepared without one whose tree was written
+   * directly (a layer unpacked in parallel with the layers below it, before they were
+   * committed): FailedPrecondition when the active snapshot already has a parent, NotFound or
+   * FailedPrecondition for a missing or uncommitted `parent`.
    */
-  commit(name: string, activeKey: string, options?: { labels?: Record<string, string> }): Promise<void>;
+  commit(
+    name: string,
+    activeKey: string,
+    options?: { labels?: Record<string, string>; parent?: string },
+  ): Promise<void>;
   /** Removes a snapshot. Throws FailedPrecondition when other snapshots have it as parent. */
   remove(key: string): Promise<void>;
   list(): Promise<SnapshotInfo[]>;

@@ -7,6 +7,7 @@ import type { Config } from "../config/index.js";
 import { type Condition, type CriContext, createCriHandler, createRpcTracker } from "../cri/index.js";
 import type { Logger } from "../log/index.js";
 import { openStore, type Store } from "../store/index.js";
+import { enableSpawnWorker, stopWorker } from "../sys/index.js";
 import { packageVersion } from "../util/index.js";
 import { acceptWithAuthorityFix } from "./authority.js";
 import { lockRoot, type RootLock } from "./lock.js";
@@ -35,6 +36,9 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
   try {
     await mkdir(config.root, { recursive: true, mode: 0o700 });
     await mkdir(config.state, { recursive: true, mode: 0o711 });
+    // Every run-to-completion child (runc, conmon, CNI plugins) starts off the event loop (src/sys/spawner.ts).
+    enableSpawnWorker();
+    undo.push(() => stopWorker());
     const lock: RootLock = await lockRoot(join(config.root, "berthd.lock"));
     undo.push(() => lock.release());
     const store: Store = openStore(join(config.root, "meta.db"));

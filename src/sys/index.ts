@@ -12,3 +12,4 @@ export {
   unpinNamespace,
 } from "./mounts.js";
 export { type InterfaceCounters, interfaceCounters } from "./netdev.js";
+export { type ChildRequest, type ChildRun, enableSpawnWorker, startChild, stopWorker } from "./spawner.js";

@@ -12,7 +12,7 @@ import type { SpawnReply, SpawnRequest, WorkerMessage } from "./spawn-protocol.j
  *
  * So berthd calls {@link enableSpawnWorker} at start-up, and every run-to-completion child (runc, conmon,
  * CNI plugins, mount helpers) is then started by one worker thread, created on first use and ended after
- * {@link IDLE_MS} without work (it costs a few MiB while it lives). Without it (the CLI, tests) children
+ * {@link IDLE_MS} without work (it costs about 11 MiB of RSS while it lives). Without it (the CLI, tests) children
  * start on the calling thread, through the same code (spawn-child.ts). Interactive children (exec -it,
  * attach, port-forward) stream data for their whole life and stay on the main thread.
  */
@@ -60,7 +60,7 @@ export async function stopWorker(): Promise<void> {
 }
 
 /** The worker ends after this long with nothing to run. */
-const IDLE_MS = 10_000;
+const IDLE_MS = 5_000;
 
 let useWorker = false;
 let nextId = 1;

@@ -1,6 +1,9 @@
 /**
- * `npm run bench [-- --quick] [-- --pods N --rounds R --in-flight K] [-- --only pull]`: berth side by side
- * with containerd. `--only pull` runs only the pull rows (pulls.ts).
+ * `npm run bench [-- --quick] [-- --pods N --rounds R --in-flight K] [-- --only PARTS] [-- --runtimes NAMES]`:
+ * berth side by side with containerd. PARTS (comma-separated, default all): `pods` (the rounds below), `cli`
+ * (CLI start-up) and `exec-load` (10 pod starts and 100 ExecSync at once, see exec-load.ts) and `pull`
+ * (cold pulls of the 100 MB, 200,000-file and 1 GiB images, see pulls.ts; small stand-ins under --quick); NAMES limits the
+ * runtimes started (`berth`, `containerd`; default both), for a quick look at one side.
  *
  * Set-up (not measured): a plain-HTTP registry on 127.0.0.1 with the fixture images and a pause image;
  * berthd and containerd started on private directories below one temporary directory, each with its own CNI
@@ -32,6 +35,7 @@ import { startBerth } from "./berth.js";
 import { type Cleanup, createCleanup } from "./cleanup.js";
 import { measureConcurrent } from "./concurrency.js";
 import { startContainerd } from "./containerd.js";
+import { cliStartupRows, execLoadRows, idleRssRows } from "./extras.js";
 import { type FloorResult, prepareFloor } from "./floor.js";
 import { deleteLink, killAll, primaryHierarchy, procsUnder, removeCgroupTree, removeNatRules, rssKiB } from "./host.js";
 import { type BenchImages, prepareImages } from "./images.js";
@@ -43,6 +47,7 @@ import {
   formatTable,
   machineInfo,
   type Round,
+  type Row,
   type RuntimeRound,
   summarize,
   versions,
@@ -60,8 +65,20 @@ interface Options {
   inFlight: number;
   /** Repetitions of each floor measurement per round. */
   floorReps: number;
-  /** `--only pull`: only the pull rows (pulls.ts). */
-  only?: "pull";
+  only: ReadonlySet<Part>;
+  runtimes: readonly RuntimeName[];
+}
+
+const PARTS = ["pods", "cli", "exec-load", "pull"] as const;
+type Part = (typeof PARTS)[number];
+
+/** A comma-separated subset of `all`, every one of them when absent. */
+function subset<T extends string>(v: string | undefined, all: readonly T[], name: string): T[] {
+  if (v === undefined) return [...all];
+  const picked = v.split(",").filter(Boolean);
+  const bad = picked.filter((x) => !(all as readonly string[]).includes(x));
+  if (bad.length > 0 || picked.length === 0) throw new Error(`--${name}: a list of ${all.join(", ")}, not ${v}`);
+  return picked as T[];
 }
 
 function parseOptions(argv: string[]): Options {
@@ -73,6 +90,7 @@ function parseOptions(argv: string[]): Options {
       rounds: { type: "string" },
       "in-flight": { type: "string", default: "10" },
       only: { type: "string" },
+      runtimes: { type: "string" },
     },
     strict: true,
   });
@@ -83,14 +101,14 @@ function parseOptions(argv: string[]): Options {
     return n;
   };
   const quick = values.quick === true;
-  if (values.only !== undefined && values.only !== "pull") throw new Error(`--only: "pull", not ${values.only}`);
   return {
-    ...(values.only === "pull" ? { only: "pull" as const } : {}),
     quick,
     pods: int(values.pods, quick ? 5 : 50, "pods"),
     rounds: int(values.rounds, quick ? 2 : 5, "rounds"),
     inFlight: int(values["in-flight"], 10, "in-flight"),
     floorReps: quick ? 3 : 10,
+    only: new Set(subset(values.only, PARTS, "only")),
+    runtimes: subset(values.runtimes, ["berth", "containerd"] as const, "runtimes"),
   };
 }
 
@@ -135,97 +153,80 @@ async function main(): Promise<number> {
     log(`bench: registry ${images.registry.host} ready with fixtures and pause image (${ms(t)})`);
 
     t = performance.now();
-    const berth = await startBerth({
-      dir: join(dir, "berth"),
+    const want = (name: RuntimeName) => options.runtimes.includes(name);
+    const common = (name: RuntimeName) => ({
+      dir: join(dir, name),
       registryHostsDir: images.hostsDir,
-      network: nets.berth,
-      cgroupRoot: cgroupRoot("berth"),
+      network: nets[name],
+      cgroupRoot: cgroupRoot(name),
       image: images.busybox,
       cleanup,
     });
-    const containerd = await startContainerd({
-      dir: join(dir, "containerd"),
-      registryHostsDir: images.hostsDir,
-      network: nets.containerd,
-      cgroupRoot: cgroupRoot("containerd"),
-      sandboxImage: images.pause,
-      image: images.busybox,
-      cleanup,
-    });
-    const runtimes: Record<RuntimeName, RuntimeUnderTest> = { berth, containerd };
+    const berth = want("berth") ? await startBerth(common("berth")) : undefined;
+    const containerd = want("containerd")
+      ? await startContainerd({ ...common("containerd"), sandboxImage: images.pause })
+      : undefined;
+    const runtimes: Partial<Record<RuntimeName, RuntimeUnderTest>> = {
+      ...(berth ? { berth } : {}),
+      ...(containerd ? { containerd } : {}),
+    };
     const baselines = {} as Record<RuntimeName, HostSnapshot>;
-    const idleRssKiB = {} as Record<RuntimeName, number>;
-    for (const rt of [berth, containerd]) {
+    const idleRssKiB: Partial<Record<RuntimeName, number>> = {};
+    for (const rt of Object.values(runtimes)) {
       baselines[rt.name] = await warmUp(rt, images, join(dir, "logs", rt.name), signal);
       idleRssKiB[rt.name] = await rssKiB(rt.pid);
     }
-    log(`bench: berthd and containerd serving and warmed up (${ms(t)})`);
+    log(`bench: ${options.runtimes.join(" and ")} serving and warmed up (${ms(t)})`);
 
-    t = performance.now();
-    const pullImages = await preparePullImages(images, signal);
-    log(`bench: generated pull images pushed (${ms(t)})`);
-    if (options.only === "pull") {
-      const pulls = await runPullRows(runtimes, pullImages, { rounds: options.rounds, signal, log });
-      const path = await writeResults(startedAt, {
-        startedAt: startedAt.toISOString(),
-        finishedAt: new Date().toISOString(),
-        options,
-        machine: { ...(await machineInfo()), loadavgAtStart: loadAtStart },
-        versions: await versions(await berth.version(), await containerd.version()),
-        pulls: pulls.rounds,
-      });
-      process.stdout.write(`\n${pulls.table}\n\nraw results: ${path}\n`);
-      return 0;
-    }
-
-    const floor = await prepareFloor(join(dir, "floor"), images, nets.floor, {
-      cgroupRoot: cgroupRoot("floor"),
-      cleanup,
-    });
-    const rounds: Round[] = [];
-    for (let round = 1; round <= options.rounds; round++) {
-      const order: RuntimeName[] = round % 2 === 1 ? ["berth", "containerd"] : ["containerd", "berth"];
+    const rounds = options.only.has("pods")
+      ? await measureRounds(runtimes, baselines, images, dir, options, cleanup)
+      : [];
+    const extras = await measureExtras(runtimes, options, dir, signal);
+    let pulls: Awaited<ReturnType<typeof runPullRows>> | undefined;
+    if (options.only.has("pull")) {
+      if (!berth || !containerd) throw new Error("--only pull: needs both runtimes");
       t = performance.now();
-      const floorResult = await measureFloor(floor, options.floorReps, round, signal);
-      log(
-        `round ${round} floor: runc run ${floorResult.runcRunMs.toFixed(0)} ms, CNI ADD ${floorResult.cniAddMs.toFixed(0)} ms / DEL ${floorResult.cniDelMs.toFixed(0)} ms, download ${floorResult.downloadMbPerSecond.toFixed(0)} MB/s (${ms(t)})`,
+      // --quick keeps the smoke run short: the same rows with a 2,000-file and a 32 MiB image.
+      const pullImages = await preparePullImages(
+        images,
+        signal,
+        options.quick ? { files: 2000, bytes: 32 * 1024 ** 2 } : {},
       );
-      const result: Round = { round, order, floor: floorResult, runtimes: {} };
-      for (const name of order) {
-        result.runtimes[name] = await measureRuntime(runtimes[name], {
-          options,
-          round,
-          images,
-          baseline: baselines[name],
-          logRoot: join(dir, "logs", name),
-          signal,
-        });
-      }
-      rounds.push(result);
+      log(`bench: generated pull images pushed (${ms(t)})`);
+      pulls = await runPullRows({ berth, containerd }, pullImages, {
+        rounds: options.quick ? 1 : options.rounds,
+        signal,
+        log,
+      });
     }
-
-    const pulls = await runPullRows(runtimes, pullImages, { rounds: options.rounds, signal, log });
-    const rows = summarize(rounds, options.pods, options.inFlight);
-    const table = `${formatTable(rows)}\n\n${pulls.table}`;
+    const rows = [
+      ...(rounds.length > 0 ? summarize(rounds, options.pods, options.inFlight) : []),
+      ...idleRssRows(idleRssKiB),
+      ...extras.rows,
+    ];
+    const table = pulls ? `${formatTable(rows)}\n\n${pulls.table}` : formatTable(rows);
     const finishedAt = new Date();
     const path = await writeResults(startedAt, {
       startedAt: startedAt.toISOString(),
       finishedAt: finishedAt.toISOString(),
       durationSeconds: (finishedAt.getTime() - startedAt.getTime()) / 1000,
-      options,
+      options: { ...options, only: [...options.only] },
       machine: { ...(await machineInfo()), loadavgAtStart: loadAtStart },
-      versions: await versions(await berth.version(), await containerd.version()),
+      versions: await versions((await berth?.version()) ?? "not run", (await containerd?.version()) ?? "not run"),
       method: {
         figure: "median over rounds of each round's figure; latencies are client-side per RPC",
         pod: "sandbox (pod network, pod IPC, PID per container, cgroup parent per pod) + busybox `sleep 3600`",
         memory: "daemon VmRSS; per pod the sum of Pss over the pod's infra processes and their runtime ancestors",
         floor: "runc run --detach of an equivalent bundle; CNI bridge+portmap ADD/DEL exec'd directly; blob download",
+        cli: "median of 10 runs after a warm-up; peak RSS from GNU time; floor node -e 0",
+        execLoad: "10 pods at once, then 100 ExecSync at once; another client calls Version every 20 ms",
       },
       table: rows,
       // Each daemon's RSS after the warm-up pod, before the first round.
       idleRssKiB,
       rounds,
-      pulls: pulls.rounds,
+      extras: extras.raw,
+      ...(pulls ? { pulls: pulls.rounds } : {}),
     });
     process.stdout.write(`\n${table}\n\nraw results: ${path}\n`);
     return 0;
@@ -240,6 +241,70 @@ async function main(): Promise<number> {
     log("bench: cleaning up");
     await cleanup.run();
   }
+}
+
+/** The `cli` and `exec-load` parts, as selected. */
+async function measureExtras(
+  runtimes: Partial<Record<RuntimeName, RuntimeUnderTest>>,
+  options: Options,
+  dir: string,
+  signal: AbortSignal,
+): Promise<{ rows: Row[]; raw: Record<string, unknown> }> {
+  const rows: Row[] = [];
+  const raw: Record<string, unknown> = {};
+  if (options.only.has("cli")) {
+    const cli = await cliStartupRows(runtimes, log);
+    rows.push(...cli.rows);
+    raw.cliStartup = cli.raw;
+  }
+  if (options.only.has("exec-load")) {
+    const load = await execLoadRows(runtimes, { logRoot: (name) => join(dir, "logs", name), signal, log });
+    rows.push(...load.rows);
+    raw.execLoad = load.raw;
+  }
+  return { rows, raw };
+}
+
+/** The floor and the pod rounds of every runtime started (the part `--only pods` selects). */
+async function measureRounds(
+  runtimes: Partial<Record<RuntimeName, RuntimeUnderTest>>,
+  baselines: Record<RuntimeName, HostSnapshot>,
+  images: BenchImages,
+  dir: string,
+  options: Options,
+  cleanup: Cleanup,
+): Promise<Round[]> {
+  const { signal } = cleanup;
+  const nets = networks(dir);
+  let t = performance.now();
+  const floor = await prepareFloor(join(dir, "floor"), images, nets.floor, {
+    cgroupRoot: cgroupRoot("floor"),
+    cleanup,
+  });
+  const rounds: Round[] = [];
+  for (let round = 1; round <= options.rounds; round++) {
+    const order = (round % 2 === 1 ? ["berth", "containerd"] : ["containerd", "berth"]).filter(
+      (name): name is RuntimeName => runtimes[name as RuntimeName] !== undefined,
+    );
+    t = performance.now();
+    const floorResult = await measureFloor(floor, options.floorReps, round, signal);
+    log(
+      `round ${round} floor: runc run ${floorResult.runcRunMs.toFixed(0)} ms, CNI ADD ${floorResult.cniAddMs.toFixed(0)} ms / DEL ${floorResult.cniDelMs.toFixed(0)} ms, download ${floorResult.downloadMbPerSecond.toFixed(0)} MB/s (${ms(t)})`,
+    );
+    const result: Round = { round, order, floor: floorResult, runtimes: {} };
+    for (const name of order) {
+      result.runtimes[name] = await measureRuntime(runtimes[name] as RuntimeUnderTest, {
+        options,
+        round,
+        images,
+        baseline: baselines[name],
+        logRoot: join(dir, "logs", name),
+        signal,
+      });
+    }
+    rounds.push(result);
+  }
+  return rounds;
 }
 
 /** Pulls the pod image (and for containerd its pause image), runs and removes one pod, returns the baseline. */

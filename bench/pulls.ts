@@ -32,8 +32,14 @@ const MANY_FILES = 200_000;
 const BIG_FILE = 1024 ** 3;
 
 /** Builds (once, cached) and pushes the generated images next to the bench's `big` image. */
-export async function preparePullImages(bench: BenchImages, signal: AbortSignal): Promise<PullImages> {
-  const [many, big] = await Promise.all([manyFilesImage(MANY_FILES), bigFileImage(BIG_FILE)]);
+export async function preparePullImages(
+  bench: BenchImages,
+  signal: AbortSignal,
+  sizes: { files?: number; bytes?: number } = {},
+): Promise<PullImages> {
+  const files = sizes.files ?? MANY_FILES;
+  const bytes = sizes.bytes ?? BIG_FILE;
+  const [many, big] = await Promise.all([manyFilesImage(files), bigFileImage(bytes)]);
   const agent = createAgent(bench.registry);
   try {
     for (const g of [many, big]) {
@@ -55,8 +61,12 @@ export async function preparePullImages(bench: BenchImages, signal: AbortSignal)
   return {
     images: [
       { name: "100 MB, 3 layers", ref: bench.big, blobs: bench.bigBlobs, shared: bench.bigShared },
-      entry("200,000 files", bench.registry, many),
-      entry("1 GiB, 1 layer", bench.registry, big),
+      entry(`${files.toLocaleString("en")} files`, bench.registry, many),
+      entry(
+        `${bytes >= 1024 ** 3 ? `${bytes / 1024 ** 3} GiB` : `${bytes / 1024 ** 2} MiB`}, 1 layer`,
+        bench.registry,
+        big,
+      ),
     ],
   };
 }

@@ -6,14 +6,14 @@
  */
 import { readFile } from "node:fs/promises";
 import { type DescMessage, fromJson, type JsonValue, type MessageShape } from "@bufbuild/protobuf";
-import { parse as parseYaml } from "yaml";
+import { yaml } from "./lazy-yaml.js";
 
 /** Decodes `text` (JSON or YAML) as a `schema` message; `name` prefixes errors (usually the file's path). */
 export function parseMessage<S extends DescMessage>(schema: S, text: string, name: string): MessageShape<S> {
   let value: unknown;
   try {
     // JSON first: its errors are clearer for .json files, and YAML would accept a truncated file.
-    value = /\.json$/i.test(name) || text.trimStart().startsWith("{") ? JSON.parse(text) : parseYaml(text);
+    value = /\.json$/i.test(name) || text.trimStart().startsWith("{") ? JSON.parse(text) : yaml().parse(text);
   } catch (err) {
     throw new Error(`${name}: ${err instanceof Error ? err.message : String(err)}`);
   }

@@ -3,7 +3,7 @@ import { StatusResponseSchema } from "../api/gen/runtime/v1/api_pb.js";
 import { withClient } from "./context.js";
 import { messageJson, printStructured } from "./output.js";
 
-/** `berth info`: the runtime's conditions (RuntimeReady, NetworkReady) and, with -v, its config. */
+/** `berth info`: the runtime's conditions (RuntimeReady, NetworkReady) and, with -v, its config and event-loop figures. */
 export function registerInfo(program: Command): void {
   program
     .command("info")
@@ -13,8 +13,18 @@ export function registerInfo(program: Command): void {
       withClient(cmd, async (client, g) => {
         const res = await client.runtime.status({ verbose: Boolean(opts.verbose) });
         const json = messageJson(StatusResponseSchema, res) as Record<string, unknown>;
-        if (res.info.config) (json.info as Record<string, unknown>).config = JSON.parse(res.info.config);
+        // Each verbose info value is JSON (berthd: config, eventLoop), shown as a value, not a string.
+        const info = json.info as Record<string, unknown>;
+        for (const [key, value] of Object.entries(res.info)) info[key] = parseOrKeep(value);
         printStructured(json, g.output === "yaml" ? "yaml" : "json");
       }),
     );
+}
+
+function parseOrKeep(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return text;
+  }
 }

@@ -1,22 +1,64 @@
 import { Command, Option } from "commander";
-import { registerKubelet } from "../kubelet/index.js";
 import { packageVersion } from "../util/index.js";
-import { registerAttach } from "./attach.js";
-import { registerCompletion } from "./completion.js";
-import { registerContainer } from "./container.js";
 import { describeError, globals } from "./context.js";
-import { registerEvents } from "./events.js";
-import { registerExec, separateExecCommand } from "./exec.js";
-import { registerImage } from "./image.js";
-import { registerInfo } from "./info.js";
-import { registerLogs } from "./logs.js";
-import { registerPod } from "./pod.js";
-import { registerPortForward } from "./port-forward.js";
-import { registerStats } from "./stats.js";
-import { registerVersion } from "./version.js";
+import { separateExecCommand } from "./exec.js";
 
-/** Builds the `berth` command tree: one register function per noun. */
-export function buildProgram(): Command {
+type Register = (program: Command) => void;
+
+/**
+ * Which module registers which commands. A run loads only the module of the command it was given (start-up
+ * time is most of a short command's cost: `berth version` should not load the pod runner, YAML, SPDY...);
+ * help, completion and anything unrecognised load them all. Order here is the order of `berth --help`.
+ */
+const MODULES: ReadonlyArray<{ commands: readonly string[]; load: () => Promise<Register> }> = [
+  { commands: ["version"], load: async () => (await import("./version.js")).registerVersion },
+  { commands: ["info"], load: async () => (await import("./info.js")).registerInfo },
+  {
+    commands: ["pods", "runp", "stopp", "rmp", "inspectp"],
+    load: async () => (await import("./pod.js")).registerPod,
+  },
+  {
+    commands: ["ps", "create", "start", "stop", "rm", "inspect"],
+    load: async () => (await import("./container.js")).registerContainer,
+  },
+  {
+    commands: ["images", "image", "pull", "rmi", "prune", "inspecti", "imagefsinfo"],
+    load: async () => (await import("./image.js")).registerImage,
+  },
+  { commands: ["logs"], load: async () => (await import("./logs.js")).registerLogs },
+  { commands: ["exec"], load: async () => (await import("./exec.js")).registerExec },
+  { commands: ["attach"], load: async () => (await import("./attach.js")).registerAttach },
+  { commands: ["port-forward"], load: async () => (await import("./port-forward.js")).registerPortForward },
+  { commands: ["stats"], load: async () => (await import("./stats.js")).registerStats },
+  { commands: ["events"], load: async () => (await import("./events.js")).registerEvents },
+  // ---- pod runner (issue #7): `run`, `down`, `get`, `describe`, `kubelet` live in src/kubelet/. ----
+  {
+    commands: ["run", "down", "get", "describe", "pod-logs", "kubelet"],
+    load: async () => (await import("../kubelet/index.js")).registerKubelet,
+  },
+  // ---- end of pod runner ----
+  { commands: ["completion"], load: async () => (await import("./completion.js")).registerCompletion },
+];
+
+/** Global options that take a value (so the word after them is not the command). */
+const VALUED_GLOBALS = new Set(["-s", "--socket", "-o", "--output", "--timeout"]);
+
+/** The command word of `args` (the first word that is neither a global option nor its value). */
+export function commandWord(args: readonly string[]): string | undefined {
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i] as string;
+    if (a === "--") return args[i + 1];
+    if (!a.startsWith("-")) return a;
+    if (VALUED_GLOBALS.has(a)) i++;
+  }
+  return undefined;
+}
+
+/**
+ * Builds the `berth` command tree: one register function per noun. With `command`, only the module
+ * registering it is loaded (when it is a known command); without, all of them.
+ */
+export async function buildProgram(command?: string): Promise<Command> {
   const program = new Command("berth")
     .description("berth: a crictl-like client for berthd or any CRI runtime")
     .version(packageVersion(), "--client-version", "print the client's version")
@@ -30,29 +72,18 @@ export function buildProgram(): Command {
     .option("--debug", "print debug information on errors")
     .showHelpAfterError("(run with --help for usage)")
     .configureOutput({ outputError: (str, write) => write(`berth: ${str.replace(/^error: /, "")}`) });
-  registerVersion(program);
-  registerInfo(program);
-  registerPod(program);
-  registerContainer(program);
-  registerImage(program);
-  registerLogs(program);
-  registerExec(program);
-  registerAttach(program);
-  registerPortForward(program);
-  registerStats(program);
-  registerEvents(program);
-  // ---- pod runner (issue #7): `run`, `down`, `get`, `describe`, `kubelet` live in src/kubelet/. ----
-  registerKubelet(program);
-  // ---- end of pod runner ----
-  registerCompletion(program);
+  const one =
+    command === undefined || command === "completion" ? undefined : MODULES.find((m) => m.commands.includes(command));
+  for (const register of await Promise.all((one ? [one] : MODULES).map((m) => m.load()))) register(program);
   return program;
 }
 
 /** Runs the CLI; every failure is one line on stderr and exit code 1. */
 export async function main(argv: string[]): Promise<void> {
-  const program = buildProgram();
+  const args = separateExecCommand(argv.slice(2));
+  const program = await buildProgram(commandWord(args));
   try {
-    await program.parseAsync([...argv.slice(0, 2), ...separateExecCommand(argv.slice(2))]);
+    await program.parseAsync([...argv.slice(0, 2), ...args]);
   } catch (err) {
     const g = globals(program);
     process.stderr.write(`berth: ${describeError(err, g.socket)}\n`);

@@ -1,5 +1,5 @@
 import { type DescMessage, type JsonValue, type MessageShape, toJson } from "@bufbuild/protobuf";
-import { stringify as toYaml } from "yaml";
+import { yaml } from "./lazy-yaml.js";
 
 /** Table layout of crictl (Go's tabwriter with minwidth 20, padding 3): every column but the last is padded. */
 export interface TableOptions {
@@ -45,7 +45,7 @@ export function printStructured(value: unknown, format: "json" | "yaml"): void {
 /** `value` as pretty JSON or YAML text. */
 export function formatStructured(value: unknown, format: "json" | "yaml"): string {
   const plain = JSON.parse(JSON.stringify(value, (_k, v) => (typeof v === "bigint" ? v.toString() : v)));
-  return format === "yaml" ? toYaml(plain) : `${JSON.stringify(plain, null, 2)}\n`;
+  return format === "yaml" ? yaml().stringify(plain) : `${JSON.stringify(plain, null, 2)}\n`;
 }
 
 /**

@@ -30,6 +30,6 @@ export interface CriContext {
   streaming: Pick<StreamingServer, "prepareExec" | "prepareAttach" | "preparePortForward">;
   /** Pod sandboxes and their containers. */
   pods: { sandboxes: SandboxManager; containers: ContainerManager };
-  /** Extra facts for `Status` with verbose=true, shown as JSON. */
+  /** Extra facts for `Status` with verbose=true: each key becomes one `info` entry holding its value as JSON. */
   verboseInfo(): Record<string, unknown>;
 }

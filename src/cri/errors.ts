@@ -1,6 +1,7 @@
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
 import { type ErrorKind, kindOf, messageOf } from "../errdefs/index.js";
 import type { Logger } from "../log/index.js";
+import type { RpcTracker } from "./in-flight.js";
 
 /** The one place where error kinds become gRPC status codes. */
 const CODES: Record<ErrorKind, Code> = {
@@ -28,17 +29,23 @@ export function toConnectError(err: unknown): ConnectError {
  * Server interceptor at the edge: logs every RPC once (method, duration, outcome) and maps
  * domain errors to gRPC codes. Internal errors log at error level, expected ones
  * (NotFound, InvalidArgument, ...) at info, since kubelet probes for absent objects routinely.
+ * With a tracker, every RPC is in its open set while it runs (a server stream until its last
+ * message), so the event-loop monitor can name what was running during a stall.
  */
-export function edgeInterceptor(log: Logger): Interceptor {
+export function edgeInterceptor(log: Logger, tracker?: RpcTracker): Interceptor {
   return (next) => async (req) => {
     const started = process.hrtime.bigint();
     const rpc = req.method.name;
+    const end = tracker?.begin(rpc);
     try {
       const res = await next(req);
       const level = !req.stream && LOUD_RPCS.has(rpc) ? "info" : "debug";
       log[level]({ rpc, ms: elapsedMs(started), code: "OK" }, "rpc");
+      if (end && res.stream) return { ...res, message: endingWith(res.message, end) };
+      end?.();
       return res;
     } catch (err) {
+      end?.();
       const ce = toConnectError(err);
       const level = ce.code === Code.Internal || ce.code === Code.Unknown ? "error" : "info";
       log[level]({ rpc, ms: elapsedMs(started), code: Code[ce.code], err: ce.rawMessage }, "rpc failed");
@@ -69,6 +76,15 @@ const LOUD_RPCS = new Set([
   "PortForward",
   "ExecSync",
 ]);
+
+/** Passes a stream through and calls `end` once it is over, however it ends. */
+async function* endingWith<T>(source: AsyncIterable<T>, end: () => void): AsyncGenerator<T> {
+  try {
+    yield* source;
+  } finally {
+    end();
+  }
+}
 
 function elapsedMs(started: bigint): number {
   return Number((process.hrtime.bigint() - started) / 1000n) / 1000;

@@ -20,6 +20,7 @@ import type { CriContext } from "./context.js";
 import { edgeInterceptor, toConnectError } from "./errors.js";
 import { getContainerEvents } from "./events.js";
 import { imageFsInfo, imageStatus, listImages, pullImage, removeImage } from "./image.js";
+import type { RpcTracker } from "./in-flight.js";
 import { listPodSandbox, podSandboxStatus, removePodSandbox, runPodSandbox, stopPodSandbox } from "./pod-sandbox.js";
 import { runtimeConfig } from "./runtime-config.js";
 import { containerStats, listContainerStats, listPodSandboxStats, podSandboxStats } from "./stats.js";
@@ -115,14 +116,18 @@ export function criRoutes(ctx: CriContext): (router: ConnectRouter) => void {
 /**
  * An HTTP/2 request handler serving CRI v1 over gRPC (and only gRPC: the kubelet and crictl
  * speak nothing else). Mount it on an `http2.createServer()` listening on the unix socket.
+ * `options.tracker` sees every RPC begin and end (see {@link RpcTracker}).
  */
-export function createCriHandler(ctx: CriContext): ReturnType<typeof connectNodeAdapter> {
+export function createCriHandler(
+  ctx: CriContext,
+  options: { tracker?: RpcTracker } = {},
+): ReturnType<typeof connectNodeAdapter> {
   return connectNodeAdapter({
     routes: criRoutes(ctx),
     grpc: true,
     grpcWeb: false,
     connect: false,
-    interceptors: [edgeInterceptor(ctx.log)],
+    interceptors: [edgeInterceptor(ctx.log, options.tracker)],
     // ExecSync output may reach 2 x 16 MiB; ListContainers on a busy node is large too.
     readMaxBytes: 64 * 1024 * 1024,
     writeMaxBytes: 64 * 1024 * 1024,

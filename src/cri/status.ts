@@ -2,7 +2,7 @@ import type { MessageInitShape } from "@bufbuild/protobuf";
 import type { StatusRequest, StatusResponseSchema } from "../api/gen/runtime/v1/api_pb.js";
 import type { CriContext } from "./context.js";
 
-/** Status: RuntimeReady and NetworkReady, the runtime handlers, and with verbose a JSON dump of the daemon's view. */
+/** Status: RuntimeReady and NetworkReady, the runtime handlers, and with verbose the daemon's view (one JSON value per info key). */
 export function status(ctx: CriContext, req: StatusRequest): MessageInitShape<typeof StatusResponseSchema> {
   const runtime = ctx.runtimeCondition();
   const network = ctx.networkCondition();
@@ -18,6 +18,8 @@ export function status(ctx: CriContext, req: StatusRequest): MessageInitShape<ty
       features: { recursiveReadOnlyMounts: false, userNamespaces: false },
     })),
     features: { supplementalGroupsPolicy: false, userNamespacesHostNetwork: false },
-    info: req.verbose ? { config: JSON.stringify(ctx.verboseInfo()) } : {},
+    info: req.verbose
+      ? Object.fromEntries(Object.entries(ctx.verboseInfo()).map(([key, value]) => [key, JSON.stringify(value)]))
+      : {},
   };
 }

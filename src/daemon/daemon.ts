@@ -4,12 +4,14 @@ import { createServer, type Http2Session } from "node:http2";
 import { createServer as createNetServer } from "node:net";
 import { join } from "node:path";
 import type { Config } from "../config/index.js";
-import { type Condition, type CriContext, createCriHandler } from "../cri/index.js";
+import { type Condition, type CriContext, createCriHandler, createRpcTracker } from "../cri/index.js";
 import type { Logger } from "../log/index.js";
 import { openStore, type Store } from "../store/index.js";
+import { enableSpawnWorker, stopWorker } from "../sys/index.js";
 import { ensureDir, packageVersion } from "../util/index.js";
 import { acceptWithAuthorityFix } from "./authority.js";
 import { lockRoot, type RootLock } from "./lock.js";
+import { type LoopMonitor, startLoopMonitor } from "./loop-monitor.js";
 import { buildModules } from "./modules.js";
 import { clearStaleSocket } from "./socket.js";
 
@@ -39,12 +41,18 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
     // Modes are set on every start, so a tree an older berthd made looser is tightened.
     await ensureDir(config.root, 0o700);
     await ensureDir(config.state, 0o711);
+    // Every run-to-completion child (runc, conmon, CNI plugins) starts off the event loop (src/sys/spawner.ts).
+    enableSpawnWorker();
+    undo.push(() => stopWorker());
     const lock: RootLock = await lockRoot(join(config.root, "berthd.lock"));
     undo.push(() => lock.release());
     const store: Store = openStore(join(config.root, "meta.db"));
     undo.push(() => store.close());
 
     let podCidr = store.collection<string>("settings").get("pod_cidr") ?? "";
+    const tracker = createRpcTracker();
+    // Started once serving (below): start-up's own module loading and recovery are not stalls.
+    let loop: LoopMonitor | undefined;
     const modules = await buildModules(config, store, log);
     undo.push(() => modules.close());
     const ctx: CriContext = {
@@ -64,7 +72,7 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
         podCidr = cidr;
         log.info({ podCidr: cidr }, "pod cidr updated");
       },
-      verboseInfo: () => ({ config, podCidr }),
+      verboseInfo: () => ({ config: { config, podCidr }, eventLoop: loop?.stats() }),
       images: modules.images,
       streaming: modules.streaming,
       pods: { sandboxes: modules.sandboxes, containers: modules.containers },
@@ -72,7 +80,7 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
 
     // The HTTP/2 server does not listen itself: a plain listener accepts each connection and
     // hands it over, through the :authority fix that pre-1.31 kubelets need (see authority.ts).
-    const server = createServer(createCriHandler(ctx));
+    const server = createServer(createCriHandler(ctx, { tracker }));
     const sessions = new Set<Http2Session>();
     server.on("session", (s) => {
       sessions.add(s);
@@ -105,6 +113,8 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
           for (const s of sessions) s.close();
         }),
     );
+    loop = startLoopMonitor({ log: log.child({ component: "event-loop" }), tracker });
+    undo.push(() => loop?.close());
     log.info(
       { socket: config.socket, root: config.root, state: config.state, version: ctx.version },
       "berthd serving CRI v1",

@@ -1,6 +1,5 @@
-import { type ChildProcess, spawn } from "node:child_process";
-import type { Readable, Writable } from "node:stream";
 import { RuntimeError } from "../errdefs/index.js";
+import { type ChildRun, startChild } from "../sys/index.js";
 
 /**
  * The one typed wrapper around conmon (tested with 2.1.6), the per-container monitor. conmon double-forks
@@ -131,16 +130,21 @@ export interface SpawnConmonOptions {
   timeoutMs?: number;
 }
 
-interface Spawned {
-  child: ChildProcess;
-  sync: Readable;
-  stderr: () => string;
-  exited: Promise<number | null>;
-}
-
-function spawnWithPipes(file: string, args: readonly string[], o: SpawnConmonOptions, detached: boolean): Spawned {
-  const child = spawn(file, args, {
-    cwd: o.cwd,
+/**
+ * Starts conmon with its sync pipe on fd 3 and its start pipe on fd 4 (through the spawn worker when berthd
+ * enabled it, see src/sys/spawner.ts), writes the start byte, and resolves once conmon has exited and its
+ * sync pipe reached EOF (or, with `firstLine`, delivered one line). conmon's stderr is collected meanwhile.
+ */
+function spawnWithPipes(
+  file: string,
+  args: readonly string[],
+  o: SpawnConmonOptions,
+  mode: { detached: boolean; firstLine: boolean },
+): ChildRun {
+  return startChild({
+    file,
+    args: [...args],
+    ...(o.cwd ? { cwd: o.cwd } : {}),
     env: {
       PATH: process.env.PATH ?? "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
       ...o.env,
@@ -149,47 +153,26 @@ function spawnWithPipes(file: string, args: readonly string[], o: SpawnConmonOpt
     },
     // Node makes fds 3 and 4 socketpairs; conmon only read()s and write()s them, so that is as good as a pipe.
     stdio: ["ignore", "ignore", "pipe", "pipe", "pipe"],
-    detached,
+    detached: mode.detached,
+    // Only the process we started: a conmon that already forked is the caller's to clean up.
+    killGroup: false,
+    writes: { 4: "0" },
+    reads: {
+      // Diagnostics only: conmon prints here before it daemonizes, then points stderr at /dev/null.
+      2: { max: 64 * 1024, wait: false },
+      3: { max: 16 * 1024 * 1024, wait: true, untilLine: mode.firstLine },
+    },
   });
-  const sync = child.stdio[3] as Readable;
-  const start = child.stdio[4] as Writable;
-  let err = "";
-  const errStream = child.stderr;
-  if (errStream) {
-    errStream.setEncoding("utf8");
-    // Diagnostics only: conmon prints here before it daemonizes, then points stderr at /dev/null.
-    void (async () => {
-      for await (const chunk of errStream) if (err.length < 64 * 1024) err += chunk as string;
-    })().catch(() => {});
-  }
-  const exited = new Promise<number | null>((resolve) => {
-    // `on`, not `once`: a failed kill() later emits "error" again, and an unheard one would be uncaught.
-    child.on("error", () => resolve(null));
-    child.once("exit", (code) => resolve(code));
-  });
-  start.on("error", () => {}); // conmon closes its end as soon as it has read
-  sync.on("error", () => {}); // readers see a broken sync pipe through the stream; unread, it is moot
-  start.end("0");
-  return { child, sync, stderr: () => err.trim(), exited };
 }
 
-/** Reads JSON lines from the sync pipe; `first` stops after one (create), else reads to EOF (exec). */
-async function readSync(sync: Readable, first: boolean): Promise<SyncMessage[]> {
+/** The JSON lines conmon wrote on the sync pipe; `first` keeps only the first (create). */
+function syncMessages(text: string, first: boolean): SyncMessage[] {
   const out: SyncMessage[] = [];
-  let buf = "";
-  sync.setEncoding("utf8");
-  for await (const chunk of sync) {
-    buf += chunk as string;
-    let nl = buf.indexOf("\n");
-    while (nl >= 0) {
-      const line = buf.slice(0, nl).trim();
-      buf = buf.slice(nl + 1);
-      if (line) out.push(JSON.parse(line) as SyncMessage);
-      if (first && out.length > 0) return out;
-      nl = buf.indexOf("\n");
-    }
+  for (const line of text.split("\n")) {
+    if (!line.trim()) continue;
+    out.push(JSON.parse(line.trim()) as SyncMessage);
+    if (first) break;
   }
-  if (buf.trim()) out.push(JSON.parse(buf.trim()) as SyncMessage);
   return out;
 }
 
@@ -221,29 +204,23 @@ function untilAborted(signal: AbortSignal): Promise<never> {
  * (after SIGKILLing the process we spawned; a conmon that already forked is the caller's to clean up).
  */
 export async function startConmon(file: string, args: readonly string[], o: SpawnConmonOptions): Promise<SyncMessage> {
-  const s = spawnWithPipes(file, args, o, true);
+  const s = spawnWithPipes(file, args, o, { detached: true, firstLine: true });
   const d = deadline(o, "conmon");
   try {
-    const [messages, code] = await Promise.race([
-      Promise.all([readSync(s.sync, true), s.exited]),
-      untilAborted(d.signal),
-    ]);
-    const msg = messages[0];
-    if (code !== 0 && msg === undefined)
-      throw new RuntimeError("Internal", `conmon: exit status ${code}${s.stderr() ? `: ${s.stderr()}` : ""}`);
+    const r = await Promise.race([s.result, untilAborted(d.signal)]);
+    const msg = syncMessages(r.output[3] ?? "", true)[0];
+    const stderr = (r.output[2] ?? "").trim();
+    if (r.code !== 0 && msg === undefined)
+      throw new RuntimeError("Internal", `conmon: exit status ${r.code}${stderr ? `: ${stderr}` : ""}`);
     if (msg === undefined)
-      throw new RuntimeError("Internal", `conmon: exited without reporting${s.stderr() ? `: ${s.stderr()}` : ""}`);
+      throw new RuntimeError("Internal", `conmon: exited without reporting${stderr ? `: ${stderr}` : ""}`);
     return msg;
   } catch (err) {
     if (d.signal.aborted) {
-      s.child.kill("SIGKILL");
+      s.kill();
       throw d.error();
     }
     throw err;
-  } finally {
-    s.sync.destroy();
-    s.child.stderr?.destroy();
-    s.child.unref();
   }
 }
 
@@ -260,22 +237,16 @@ export interface ConmonRun {
  * timeout conmon is SIGKILLed and the error is Canceled/DeadlineExceeded.
  */
 export async function runConmon(file: string, args: readonly string[], o: SpawnConmonOptions): Promise<ConmonRun> {
-  const s = spawnWithPipes(file, args, o, false);
+  const s = spawnWithPipes(file, args, o, { detached: false, firstLine: false });
   const d = deadline(o, "conmon exec");
   try {
-    const [messages, code] = await Promise.race([
-      Promise.all([readSync(s.sync, false), s.exited]),
-      untilAborted(d.signal),
-    ]);
-    return { messages, code, stderr: s.stderr() };
+    const r = await Promise.race([s.result, untilAborted(d.signal)]);
+    return { messages: syncMessages(r.output[3] ?? "", false), code: r.code, stderr: (r.output[2] ?? "").trim() };
   } catch (err) {
     if (d.signal.aborted) {
-      s.child.kill("SIGKILL");
+      s.kill();
       throw d.error();
     }
     throw err;
-  } finally {
-    s.sync.destroy();
-    s.child.stderr?.destroy();
   }
 }

@@ -1,5 +1,5 @@
-import { spawn } from "node:child_process";
 import { RuntimeError } from "../errdefs/index.js";
+import { startChild } from "./spawner.js";
 
 /** Options for running an external binary to completion. */
 export interface RunOptions {
@@ -55,37 +55,23 @@ export function runUnchecked(
       reject(new RuntimeError("Canceled", `${label}: canceled`));
       return;
     }
-    const child = spawn(file, args, {
-      env: options.env ?? process.env,
-      cwd: options.cwd,
+    const child = startChild({
+      file,
+      args: [...args],
+      env: { ...(options.env ?? process.env) },
+      ...(options.cwd !== undefined ? { cwd: options.cwd } : {}),
       stdio: ["pipe", "pipe", "pipe"],
       // Its own process group, so a timeout or abort also kills what it forked (a CNI plugin's
       // helpers would otherwise hold our pipes open and outlive the call).
       detached: true,
+      killGroup: true,
+      writes: { 0: options.input ?? "" },
+      reads: { 1: { max, wait: true }, 2: { max, wait: true } },
     });
-    const out: Buffer[] = [];
-    const err: Buffer[] = [];
-    let outLen = 0;
-    let errLen = 0;
     let failure: RuntimeError | undefined;
-    child.stdout.on("data", (b: Buffer) => {
-      if (outLen < max) out.push(b);
-      outLen += b.length;
-    });
-    child.stderr.on("data", (b: Buffer) => {
-      if (errLen < max) err.push(b);
-      errLen += b.length;
-    });
     const kill = (why: RuntimeError) => {
       failure ??= why;
-      try {
-        if (child.pid !== undefined) process.kill(-child.pid, "SIGKILL");
-      } catch {
-        child.kill("SIGKILL");
-      }
-      // Grandchildren that escaped the group may still hold the pipes: stop waiting on them.
-      child.stdout.destroy();
-      child.stderr.destroy();
+      child.kill();
     };
     const timer =
       options.timeoutMs !== undefined
@@ -96,27 +82,27 @@ export function runUnchecked(
         : undefined;
     const onAbort = () => kill(new RuntimeError("Canceled", `${label}: canceled`));
     options.signal?.addEventListener("abort", onAbort, { once: true });
-    child.on("error", (e) => {
-      failure ??= new RuntimeError("Internal", `${label}: ${e.message}`);
-    });
-    child.on("close", (code, sig) => {
-      if (timer) clearTimeout(timer);
-      options.signal?.removeEventListener("abort", onAbort);
-      if (failure) {
-        reject(failure);
-        return;
-      }
-      resolve({
-        stdout: Buffer.concat(out).toString("utf8"),
-        stderr: Buffer.concat(err).toString("utf8"),
-        code: code ?? (sig ? 128 + signalNumber(sig) : 255),
-      });
-    });
-    child.stdin.on("error", () => {
-      // A child that exits without reading its stdin is not our error; its exit code tells.
-    });
-    if (options.input !== undefined) child.stdin.end(options.input);
-    else child.stdin.end();
+    child.result.then(
+      (r) => {
+        if (timer) clearTimeout(timer);
+        options.signal?.removeEventListener("abort", onAbort);
+        if (r.spawnError !== undefined) failure ??= new RuntimeError("Internal", `${label}: ${r.spawnError}`);
+        if (failure) {
+          reject(failure);
+          return;
+        }
+        resolve({
+          stdout: r.output[1] ?? "",
+          stderr: r.output[2] ?? "",
+          code: r.code ?? (r.signal ? 128 + signalNumber(r.signal) : 255),
+        });
+      },
+      (err: unknown) => {
+        if (timer) clearTimeout(timer);
+        options.signal?.removeEventListener("abort", onAbort);
+        reject(err);
+      },
+    );
   });
 }
 
@@ -130,6 +116,6 @@ const SIGNALS: Record<string, number> = {
   SIGSEGV: 11,
 };
 
-function signalNumber(sig: NodeJS.Signals): number {
+function signalNumber(sig: string): number {
   return SIGNALS[sig] ?? 0;
 }

@@ -15,4 +15,5 @@ export { type InterfaceCounters, interfaceCounters } from "./netdev.js";
 export { killProcessTree, type ProcPaths } from "./proc.js";
 export { removeTree } from "./remove-tree.js";
 export { ROOTFS_FILE_MAX_BYTES } from "./rootfs-read.js";
+export { type ChildRequest, type ChildRun, enableSpawnWorker, startChild, stopWorker } from "./spawner.js";
 export type { TreeUsage } from "./tree-usage.js";

@@ -153,6 +153,20 @@ describe("the berth CLI", { skip: isRoot() ? false : "needs root (runc, conmon, 
     assert.ok(info.status.conditions.some((c: { type: string }) => c.type === "RuntimeReady"));
   });
 
+  test("info -v shows the daemon's config and its event-loop delay figures", async () => {
+    const info = JSON.parse(await ok(["info", "-v"]));
+    assert.equal(info.info.config.config.socket, env.d.socket);
+    const loop = info.info.eventLoop;
+    for (const key of ["p50Ms", "p99Ms", "maxMs", "meanMs", "stalls", "worstStallMs"]) {
+      assert.equal(typeof loop[key], "number", `${key} in ${JSON.stringify(loop)}`);
+      assert.ok(loop[key] >= 0, `${key} in ${JSON.stringify(loop)}`);
+    }
+    assert.ok(loop.p99Ms <= loop.maxMs, JSON.stringify(loop));
+    assert.equal(loop.stallThresholdMs, 100);
+    assert.ok(Date.parse(loop.since) <= Date.now(), loop.since);
+    assert.deepEqual(JSON.parse(await ok(["info"])).info, {}, "figures only with -v");
+  });
+
   test("pull shows plain progress lines off a terminal and the image ID; images lists it", async () => {
     const r = await berth(["pull", busybox]);
     assert.equal(r.code, 0, r.stderr);

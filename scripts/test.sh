@@ -18,6 +18,7 @@ rm -rf "$results"
 
 echo "== tests"
 mapfile -t files < <(find src test -name '*.test.ts' | sort)
-# One test file at a time: end-to-end tests share the host's network, mounts and cgroups.
-exec node --import tsx --test --test-concurrency=1 --test-reporter=spec "${files[@]}"
+# One test file at a time: end-to-end tests share the host's network, mounts and cgroups. Every test has
+# a deadline (5 minutes unless it sets a longer `timeout` itself), so a hang fails with the test's name.
+exec node --import tsx --test --test-concurrency=1 --test-timeout=300000 --test-reporter=spec "${files[@]}"
 

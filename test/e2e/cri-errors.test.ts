@@ -3,12 +3,13 @@ import { after, before, describe, test } from "node:test";
 import { Code } from "@connectrpc/connect";
 import { isRoot } from "../support/berthd.js";
 import { grpcError, type Pod, type PodEnv, shell, startPodEnv } from "../support/pods.js";
+import { skipUnlessCi } from "../support/skip.js";
 
 // An ID no object has: 64 hex digits, like berth's own.
 const UNKNOWN = "f".repeat(64);
 
 describe("CRI errors for pods and containers", {
-  skip: isRoot() ? false : "needs root (runc, conmon, CNI, mounts)",
+  skip: skipUnlessCi(isRoot() ? false : "needs root (runc, conmon, CNI, mounts)"),
   timeout: 60_000,
 }, () => {
   let env: PodEnv;

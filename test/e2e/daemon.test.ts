@@ -6,6 +6,7 @@ import { after, before, describe, test } from "node:test";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { ImageService, RuntimeService } from "../../src/api/gen/runtime/v1/api_pb.js";
 import { isRoot, runBerthd, startBerthd, type TestDaemon } from "../support/berthd.js";
+import { skipUnlessCi } from "../support/skip.js";
 
 // RPCs that must answer for real today; every other RPC must be UNIMPLEMENTED, never a fake success.
 const IMPLEMENTED = new Set([
@@ -44,7 +45,7 @@ const IMPLEMENTED = new Set([
 
 const pkg = JSON.parse(await readFile(new URL("../../package.json", import.meta.url), "utf8")) as { version: string };
 
-describe("berthd serves CRI v1", { skip: isRoot() ? false : "needs root" }, () => {
+describe("berthd serves CRI v1", { skip: skipUnlessCi(isRoot() ? false : "needs root") }, () => {
   let d: TestDaemon;
   let cniDir: string;
   before(async () => {
@@ -139,7 +140,7 @@ describe("berthd serves CRI v1", { skip: isRoot() ? false : "needs root" }, () =
   });
 });
 
-describe("berthd start-up and shutdown", { skip: isRoot() ? false : "needs root" }, () => {
+describe("berthd start-up and shutdown", { skip: skipUnlessCi(isRoot() ? false : "needs root") }, () => {
   test("a config file with an unknown key fails start-up naming the key and line", async () => {
     const dir = await mkdtemp(join(tmpdir(), "berth-badconf-"));
     try {

@@ -6,6 +6,7 @@ import { after, before, describe, test } from "node:test";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { ImageService, RuntimeService } from "../../src/api/gen/runtime/v1/api_pb.js";
 import { isRoot, runBerthd, startBerthd, type TestDaemon } from "../support/berthd.js";
+import { grpcFrame, RawGrpc } from "../support/fuzz.js";
 import { skipUnlessCi } from "../support/skip.js";
 
 // RPCs that must answer for real today; every other RPC must be UNIMPLEMENTED, never a fake success.
@@ -136,6 +137,25 @@ describe("berthd serves CRI v1", { skip: skipUnlessCi(isRoot() ? false : "needs 
         assert.match(e.rawMessage, new RegExp(m.name));
         return true;
       });
+    }
+  });
+
+  test("a method or service berthd does not know answers gRPC UNIMPLEMENTED, not a bare HTTP 404", async () => {
+    const raw = new RawGrpc(d.socket);
+    try {
+      for (const path of ["/runtime.v1.RuntimeService/NoSuchMethod", "/no.such.Service/Call"]) {
+        const o = await raw.call(path, grpcFrame(new Uint8Array()), { timeoutMs: 5_000 });
+        assert.equal(o.httpStatus, 200, path);
+        assert.equal(o.grpcStatus, Code.Unimplemented, path);
+        assert.match(decodeURIComponent(o.grpcMessage ?? ""), new RegExp(`unknown method ${path}`));
+      }
+      const json = await raw.call("/no.such.Service/Call", new Uint8Array(), {
+        timeoutMs: 5_000,
+        headers: { "content-type": "application/json" },
+      });
+      assert.equal(json.httpStatus, 415, "not gRPC: no gRPC answer");
+    } finally {
+      raw.close();
     }
   });
 });

@@ -5,7 +5,15 @@
  */
 import { type ClientHttp2Session, constants as h2, connect as h2connect } from "node:http2";
 import { connect as netConnect } from "node:net";
-import { create, type DescField, type DescMessage, type Message, ScalarType, toBinary } from "@bufbuild/protobuf";
+import {
+  create,
+  type DescEnum,
+  type DescField,
+  type DescMessage,
+  type Message,
+  ScalarType,
+  toBinary,
+} from "@bufbuild/protobuf";
 
 /** A small, fast, seedable PRNG (mulberry32): the same seed gives the same run. */
 export interface Rng {
@@ -120,6 +128,14 @@ function elemValue(rng: Rng, e: Elem, depth: number): unknown {
   return randomInit(rng, e.message, depth + 1);
 }
 
+/** The element type of a repeated or map field. */
+function elemOf(f: DescField & { fieldKind: "list" | "map" }): Elem {
+  const kind = f.fieldKind === "list" ? f.listKind : f.mapKind;
+  if (kind === "scalar") return { kind, scalar: f.scalar as ScalarType };
+  if (kind === "enum") return { kind, values: (f.enum as DescEnum).values.map((v) => v.number) };
+  return { kind, message: f.message as DescMessage };
+}
+
 function fieldValue(rng: Rng, f: DescField, depth: number): unknown {
   switch (f.fieldKind) {
     case "scalar":
@@ -129,23 +145,13 @@ function fieldValue(rng: Rng, f: DescField, depth: number): unknown {
     case "message":
       return randomInit(rng, f.message, depth + 1);
     case "list": {
-      const e: Elem =
-        f.listKind === "scalar"
-          ? { kind: "scalar", scalar: f.scalar }
-          : f.listKind === "enum"
-            ? { kind: "enum", values: f.enum.values.map((v) => v.number) }
-            : { kind: "message", message: f.message };
+      const e = elemOf(f);
       // Huge repeated fields, within reason: thousands of small elements.
       const n = rng.chance(0.01) && e.kind !== "message" ? 1000 + rng.int(4000) : rng.int(4);
       return Array.from({ length: n }, () => elemValue(rng, e, depth));
     }
     case "map": {
-      const e: Elem =
-        f.mapKind === "scalar"
-          ? { kind: "scalar", scalar: f.scalar }
-          : f.mapKind === "enum"
-            ? { kind: "enum", values: f.enum.values.map((v) => v.number) }
-            : { kind: "message", message: f.message };
+      const e = elemOf(f);
       const out: Record<string, unknown> = {};
       const n = rng.chance(0.01) ? 2000 : rng.int(4);
       for (let i = 0; i < n; i++) {

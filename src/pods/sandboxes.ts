@@ -86,9 +86,17 @@ export class SandboxManager {
         await this.teardown(rec, { forgetting: true }).catch((err) =>
           this.o.log.error({ err, sandboxId: rec.id }, "undo failed"),
         );
-        await rm(rec.dir, { recursive: true, force: true });
-        this.records.delete(rec.id);
-        continue;
+        try {
+          await rm(rec.dir, { recursive: true, force: true });
+          this.records.delete(rec.id);
+          continue;
+        } catch (err) {
+          // One sandbox whose directory cannot go (a mount left in it) must not keep berthd from
+          // starting: it stays listed, not ready, so RemovePodSandbox can retry the teardown.
+          this.o.log.error({ err, sandboxId: rec.id }, "undo left its directory; the sandbox is kept, not ready");
+          rec.state = "notready";
+          this.records.put(rec.id, rec);
+        }
       }
       this.names.set(nameKey(rec.config), rec.id);
       // After a reboot the pinned namespaces (on tmpfs) are gone: the pod cannot be ready.
@@ -140,10 +148,12 @@ export class SandboxManager {
         await mkdir(join(dir, "ns"), { recursive: true, mode: 0o711 });
         const ipc = config.namespaces.ipc !== "node" ? join(dir, "ns", "ipc") : undefined;
         const uts = config.namespaces.network !== "node" ? join(dir, "ns", "uts") : undefined;
-        await pinNamespaces({ ...(ipc ? { ipc } : {}), ...(uts ? { uts } : {}) }, config.hostname);
+        // Persisted before pinning: a crash mid-pin (unshare outlives berthd) still gets the pins undone,
+        // else the mount points would make the undo's rm of the sandbox dir fail with EBUSY at start-up.
         if (ipc) rec.ipcPath = ipc;
         if (uts) rec.utsPath = uts;
         this.records.put(id, rec);
+        await pinNamespaces({ ...(ipc ? { ipc } : {}), ...(uts ? { uts } : {}) }, config.hostname);
         if (config.namespaces.ipc !== "node") {
           await mountTmpfs(join(dir, "shm"), "nosuid,nodev,noexec,mode=1777,size=65536k");
           rec.shmMounted = true;

@@ -10,6 +10,7 @@ import {
   createNetns,
   createNetworkManager,
   type NetworkManager,
+  netnsPath,
   removeNetns,
 } from "../network/index.js";
 import { currentOomScoreAdj } from "../oci/index.js";
@@ -103,6 +104,7 @@ export async function buildModules(config: Config, store: Store, log: Logger): P
 
   const netnsDir = config.cni.netns_dir || join(config.state, "netns");
   const sandboxNetwork: SandboxNetwork = {
+    netnsPath: (id) => netnsPath(netnsDir, id),
     createNetns: (id) => createNetns(id, { dir: netnsDir }),
     removeNetns: (path) => removeNetns(path),
     setUp: async (sb, options) => {

@@ -24,6 +24,8 @@ import { nowNs } from "./types.js";
  * and works from the cached result after a daemon restart.
  */
 export interface SandboxNetwork {
+  /** Where `createNetns` pins the sandbox's netns (known before it exists, so it can be persisted first). */
+  netnsPath(sandboxId: string): string;
   createNetns(sandboxId: string): Promise<string>;
   removeNetns(path: string): Promise<void>;
   setUp(sandbox: SandboxRecord, options: { signal?: AbortSignal }): Promise<{ ips: string[] }>;
@@ -160,8 +162,10 @@ export class SandboxManager {
           this.records.put(id, rec);
         }
         if (config.namespaces.network !== "node") {
-          rec.netnsPath = await this.o.network.createNetns(id);
+          // Persisted before the pin exists: a crash mid-create still gets the pin removed.
+          rec.netnsPath = this.o.network.netnsPath(id);
           this.records.put(id, rec);
+          rec.netnsPath = await this.o.network.createNetns(id);
           rec.networkUp = true; // persisted before ADD: a crash mid-ADD still gets its DEL
           this.records.put(id, rec);
           const { ips } = await this.o.network.setUp(rec, options);

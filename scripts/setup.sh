@@ -31,6 +31,16 @@ if [ "${#missing[@]}" -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+# kubectl drives the streaming interop tests (src/streaming/kubectl.test.ts). A kubectl already on the machine
+# is kept (the image ships 1.32, which speaks WebSocket v5 and SPDY): Debian's kubernetes-client (1.20) is
+# installed only where none exists, so it never overwrites the newer one at /usr/bin/kubectl.
+if ! command -v kubectl >/dev/null 2>&1; then
+  echo "setup: no kubectl found, installing kubernetes-client"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends kubernetes-client >/dev/null
+fi
+
 # The Debian registry package may start its own service on :5000; berth never uses that one.
 
 # npm ci only when the lock file changed since the last install (it rebuilds better-sqlite3).

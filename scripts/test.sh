@@ -18,6 +18,9 @@ rm -rf "$results"
 
 echo "== tests"
 mapfile -t files < <(find src test -name '*.test.ts' | sort)
-# One test file at a time: end-to-end tests share the host's network, mounts and cgroups.
-exec node --import tsx --test --test-concurrency=1 --test-reporter=spec "${files[@]}"
+# One test file at a time: end-to-end tests share the host's network, mounts and cgroups. Every test has
+# a deadline, so a hang fails with the test's name: node 20 applies --test-timeout to each test that sets
+# no `timeout` of its own and also to each file as a whole, so it is 10 minutes (cli.test.ts, the longest
+# file, takes about 5 on a busy 2-core machine); slow tests set a tighter `timeout` themselves.
+exec node --import tsx --test --test-concurrency=1 --test-timeout=600000 --test-reporter=spec "${files[@]}"
 

@@ -1,6 +1,6 @@
 import type { DescService } from "@bufbuild/protobuf";
-import type { ConnectRouter, ServiceImpl } from "@connectrpc/connect";
-import { connectNodeAdapter } from "@connectrpc/connect-node";
+import { Code, type ConnectRouter, type ServiceImpl } from "@connectrpc/connect";
+import { type ConnectNodeAdapterOptions, connectNodeAdapter } from "@connectrpc/connect-node";
 import { Images } from "../api/gen/berth/v1/images_pb.js";
 import { ImageService, RuntimeService } from "../api/gen/runtime/v1/api_pb.js";
 import { unimplemented } from "../errdefs/index.js";
@@ -131,5 +131,28 @@ export function createCriHandler(
     // ExecSync output may reach 2 x 16 MiB; ListContainers on a busy node is large too.
     readMaxBytes: 64 * 1024 * 1024,
     writeMaxBytes: 64 * 1024 * 1024,
+    fallback: unknownMethod,
   });
+}
+
+/**
+ * A method no route serves gets the gRPC answer UNIMPLEMENTED (trailers-only, HTTP 200), as grpc-go
+ * gives, rather than a bare HTTP 404 without a gRPC status: a kubelet probing an RPC of a newer CRI
+ * version must read a status, not a transport error.
+ */
+type NodeHandler = NonNullable<ConnectNodeAdapterOptions["fallback"]>;
+function unknownMethod(...[req, res]: Parameters<NodeHandler>): void {
+  const grpc = /^application\/grpc(\+|;|$)/.test(String(req.headers["content-type"] ?? ""));
+  if (!grpc) {
+    res.writeHead(415);
+    res.end();
+    return;
+  }
+  req.resume();
+  res.writeHead(200, {
+    "content-type": "application/grpc+proto",
+    "grpc-status": String(Code.Unimplemented),
+    "grpc-message": encodeURIComponent(`unknown method ${String(req.url).slice(0, 200)}`),
+  });
+  res.end();
 }

@@ -10,6 +10,7 @@ import {
   createNetns,
   createNetworkManager,
   type NetworkManager,
+  netnsPath,
   removeNetns,
 } from "../network/index.js";
 import { currentOomScoreAdj } from "../oci/index.js";
@@ -119,6 +120,7 @@ export async function buildModules(config: Config, store: Store, log: Logger): P
   closers.push(() => runtime.close());
 
   const sandboxNetwork: SandboxNetwork = {
+    netnsPath: (id) => netnsPath(netnsDir, id),
     createNetns: (id) => createNetns(id, { dir: netnsDir }),
     removeNetns: (path) => removeNetns(path),
     setUp: async (sb, options) => {

@@ -11,6 +11,7 @@ import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { gzipSync } from "node:zlib";
 import { pack } from "tar-stream";
+import { skipUnlessCi } from "../../test/support/skip.js";
 import { type ContentStore, createContentStore } from "../content/index.js";
 import { RuntimeError } from "../errdefs/index.js";
 import { createOverlaySnapshotter, mountAll, type Snapshotter, unmount } from "../snapshots/index.js";
@@ -34,11 +35,13 @@ const ZSTD = (() => {
     return false;
   }
 })();
-const skip = !ROOT
-  ? "needs root: layers are unpacked with whiteout devices and mounted with overlayfs"
-  : !ZSTD
-    ? "needs the zstd binary"
-    : false;
+const skip = skipUnlessCi(
+  !ROOT
+    ? "needs root: layers are unpacked with whiteout devices and mounted with overlayfs"
+    : !ZSTD
+      ? "needs the zstd binary"
+      : false,
+);
 
 const sha = (b: Uint8Array | string) => `sha256:${createHash("sha256").update(b).digest("hex")}`;
 

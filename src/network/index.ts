@@ -34,6 +34,7 @@ export {
   DEFAULT_NETNS_DIR,
   DEFAULT_PLUGIN_DIRS,
   DEFAULT_RESULT_DIR,
+  netnsPath,
 } from "./paths.js";
 export { type CniCommand, CniPluginError, pluginErrorOf } from "./plugin.js";
 export type {

@@ -24,6 +24,8 @@ import { nowNs } from "./types.js";
  * and works from the cached result after a daemon restart.
  */
 export interface SandboxNetwork {
+  /** Where `createNetns` pins the sandbox's netns (known before it exists, so it can be persisted first). */
+  netnsPath(sandboxId: string): string;
   createNetns(sandboxId: string): Promise<string>;
   removeNetns(path: string): Promise<void>;
   setUp(sandbox: SandboxRecord, options: { signal?: AbortSignal }): Promise<{ ips: string[] }>;
@@ -86,9 +88,17 @@ export class SandboxManager {
         await this.teardown(rec, { forgetting: true }).catch((err) =>
           this.o.log.error({ err, sandboxId: rec.id }, "undo failed"),
         );
-        await rm(rec.dir, { recursive: true, force: true });
-        this.records.delete(rec.id);
-        continue;
+        try {
+          await rm(rec.dir, { recursive: true, force: true });
+          this.records.delete(rec.id);
+          continue;
+        } catch (err) {
+          // One sandbox whose directory cannot go (a mount left in it) must not keep berthd from
+          // starting: it stays listed, not ready, so RemovePodSandbox can retry the teardown.
+          this.o.log.error({ err, sandboxId: rec.id }, "undo left its directory; the sandbox is kept, not ready");
+          rec.state = "notready";
+          this.records.put(rec.id, rec);
+        }
       }
       this.names.set(nameKey(rec.config), rec.id);
       // After a reboot the pinned namespaces (on tmpfs) are gone: the pod cannot be ready.
@@ -143,18 +153,22 @@ export class SandboxManager {
         await mkdir(join(dir, "ns"), { mode: 0o700 });
         const ipc = config.namespaces.ipc !== "node" ? join(dir, "ns", "ipc") : undefined;
         const uts = config.namespaces.network !== "node" ? join(dir, "ns", "uts") : undefined;
-        await pinNamespaces({ ...(ipc ? { ipc } : {}), ...(uts ? { uts } : {}) }, config.hostname);
+        // Persisted before pinning: a crash mid-pin (unshare outlives berthd) still gets the pins undone,
+        // else the mount points would make the undo's rm of the sandbox dir fail with EBUSY at start-up.
         if (ipc) rec.ipcPath = ipc;
         if (uts) rec.utsPath = uts;
         this.records.put(id, rec);
+        await pinNamespaces({ ...(ipc ? { ipc } : {}), ...(uts ? { uts } : {}) }, config.hostname);
         if (config.namespaces.ipc !== "node") {
           await mountTmpfs(join(dir, "shm"), "nosuid,nodev,noexec,mode=1777,size=65536k");
           rec.shmMounted = true;
           this.records.put(id, rec);
         }
         if (config.namespaces.network !== "node") {
-          rec.netnsPath = await this.o.network.createNetns(id);
+          // Persisted before the pin exists: a crash mid-create still gets the pin removed.
+          rec.netnsPath = this.o.network.netnsPath(id);
           this.records.put(id, rec);
+          rec.netnsPath = await this.o.network.createNetns(id);
           rec.networkUp = true; // persisted before ADD: a crash mid-ADD still gets its DEL
           this.records.put(id, rec);
           const { ips } = await this.o.network.setUp(rec, options);

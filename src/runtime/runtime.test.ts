@@ -21,6 +21,7 @@ import {
 } from "node:fs/promises";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
+import { skipUnlessCi } from "../../test/support/skip.js";
 import { isKind } from "../errdefs/index.js";
 import {
   buildSpec,
@@ -51,7 +52,7 @@ function skipReason(): string | false {
   return false;
 }
 
-const skip = skipReason();
+const skip = skipUnlessCi(skipReason());
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 async function waitUntil(what: string, check: () => Promise<boolean>, timeoutMs = 10_000): Promise<void> {

@@ -1,7 +1,8 @@
 /**
  * Interoperability with the real client: kubectl (client-go, moby/spdystream, gorilla/websocket)
  * against our streaming server, through a minimal API server that proxies like the kubelet.
- * Skipped when kubectl is not installed.
+ * Skipped when kubectl is not installed (scripts/setup.sh installs one where none exists); under CI=true a
+ * missing kubectl fails the run instead.
  */
 
 import assert from "node:assert/strict";
@@ -13,6 +14,7 @@ import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
+import { skipUnlessCi } from "../../test/support/skip.js";
 import { StreamingServer } from "./index.js";
 import { HostProcessBackend, type KubeApiShim, type ShimRequest, startKubeApiShim } from "./testing/index.js";
 
@@ -35,7 +37,7 @@ function which(name: string): string | undefined {
 }
 
 const KUBECTL = findKubectl();
-const skip = KUBECTL === undefined ? "kubectl is not installed" : false;
+const skip = skipUnlessCi(KUBECTL === undefined ? "kubectl is not installed (scripts/setup.sh installs one)" : false);
 
 interface Run {
   code: number | null;
@@ -139,7 +141,7 @@ describe("kubectl against the streaming server", { skip }, () => {
   });
 
   test("exec -it: the terminal size reaches the backend (SPDY and WebSocket)", {
-    skip: which("script") === undefined ? "script(1) is not installed" : false,
+    skip: skipUnlessCi(which("script") === undefined ? "script(1) is not installed (bsdutils)" : false),
   }, async () => {
     for (const [env, cols, rows] of [
       ["", 123, 45],

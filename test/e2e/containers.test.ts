@@ -23,12 +23,16 @@ import {
   shell,
   startPodEnv,
 } from "../support/pods.js";
+import { skipUnlessCi } from "../support/skip.js";
 
 const MiB = 1024n * 1024n;
 /** CRI KeyValue (berth's proto carries env values as bytes). */
 const kv = (key: string, value: string) => ({ key, value: new TextEncoder().encode(value) });
 
-describe("containers", { skip: isRoot() ? false : "needs root (runc, conmon, CNI, mounts)", timeout: 120_000 }, () => {
+describe("containers", {
+  skip: skipUnlessCi(isRoot() ? false : "needs root (runc, conmon, CNI, mounts)"),
+  timeout: 120_000,
+}, () => {
   let env: PodEnv;
   let pod: Pod;
   let n = 0;

@@ -14,12 +14,13 @@ import {
   shell,
   startPodEnv,
 } from "../support/pods.js";
+import { skipUnlessCi } from "../support/skip.js";
 
 // An ID no object has: 64 hex digits, like berth's own.
 const UNKNOWN = "f".repeat(64);
 
 describe("CRI errors for pods and containers", {
-  skip: isRoot() ? false : "needs root (runc, conmon, CNI, mounts)",
+  skip: skipUnlessCi(isRoot() ? false : "needs root (runc, conmon, CNI, mounts)"),
   timeout: 60_000,
 }, () => {
   let env: PodEnv;

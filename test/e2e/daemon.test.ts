@@ -6,6 +6,8 @@ import { after, before, describe, test } from "node:test";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { ImageService, RuntimeService } from "../../src/api/gen/runtime/v1/api_pb.js";
 import { isRoot, runBerthd, startBerthd, type TestDaemon } from "../support/berthd.js";
+import { grpcFrame, RawGrpc } from "../support/fuzz.js";
+import { skipUnlessCi } from "../support/skip.js";
 
 // RPCs that must answer for real today; every other RPC must be UNIMPLEMENTED, never a fake success.
 const IMPLEMENTED = new Set([
@@ -44,7 +46,7 @@ const IMPLEMENTED = new Set([
 
 const pkg = JSON.parse(await readFile(new URL("../../package.json", import.meta.url), "utf8")) as { version: string };
 
-describe("berthd serves CRI v1", { skip: isRoot() ? false : "needs root" }, () => {
+describe("berthd serves CRI v1", { skip: skipUnlessCi(isRoot() ? false : "needs root") }, () => {
   let d: TestDaemon;
   let cniDir: string;
   before(async () => {
@@ -137,9 +139,28 @@ describe("berthd serves CRI v1", { skip: isRoot() ? false : "needs root" }, () =
       });
     }
   });
+
+  test("a method or service berthd does not know answers gRPC UNIMPLEMENTED, not a bare HTTP 404", async () => {
+    const raw = new RawGrpc(d.socket);
+    try {
+      for (const path of ["/runtime.v1.RuntimeService/NoSuchMethod", "/no.such.Service/Call"]) {
+        const o = await raw.call(path, grpcFrame(new Uint8Array()), { timeoutMs: 5_000 });
+        assert.equal(o.httpStatus, 200, path);
+        assert.equal(o.grpcStatus, Code.Unimplemented, path);
+        assert.match(decodeURIComponent(o.grpcMessage ?? ""), new RegExp(`unknown method ${path}`));
+      }
+      const json = await raw.call("/no.such.Service/Call", new Uint8Array(), {
+        timeoutMs: 5_000,
+        headers: { "content-type": "application/json" },
+      });
+      assert.equal(json.httpStatus, 415, "not gRPC: no gRPC answer");
+    } finally {
+      raw.close();
+    }
+  });
 });
 
-describe("berthd start-up and shutdown", { skip: isRoot() ? false : "needs root" }, () => {
+describe("berthd start-up and shutdown", { skip: skipUnlessCi(isRoot() ? false : "needs root") }, () => {
   test("a config file with an unknown key fails start-up naming the key and line", async () => {
     const dir = await mkdtemp(join(tmpdir(), "berth-badconf-"));
     try {

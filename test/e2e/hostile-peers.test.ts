@@ -9,9 +9,10 @@ import { after, before, describe, test } from "node:test";
 import { roundTrip, SpdyPortForwardClient } from "../../src/streaming/testing/index.js";
 import { isRoot } from "../support/berthd.js";
 import { type Pod, type PodEnv, shell, startPodEnv } from "../support/pods.js";
+import { skipUnlessCi } from "../support/skip.js";
 
 describe("hostile peers", {
-  skip: isRoot() ? false : "needs root (runc, conmon, CNI, netns)",
+  skip: skipUnlessCi(isRoot() ? false : "needs root (runc, conmon, CNI, netns)"),
   timeout: 180_000,
 }, () => {
   let env: PodEnv;

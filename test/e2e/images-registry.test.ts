@@ -16,10 +16,11 @@ import { buildImage, type TarEntry } from "../support/build-image.js";
 import { ensureFixtureRegistry, type FixtureRegistry } from "../support/fixtures.js";
 import { pushImage, type Registry, startRegistry } from "../support/registry.js";
 import { type RegistryProxy, startRegistryProxy } from "../support/registry-proxy.js";
+import { skipUnlessCi } from "../support/skip.js";
 
 const CONFIG = `[cni]\nconf_dir = "{dir}/cni"\n[registry]\nconfig_path = "{dir}/certs.d"\n`;
 
-const skip = isRoot() ? false : "needs root (overlay mounts)";
+const skip = skipUnlessCi(isRoot() ? false : "needs root (overlay mounts)");
 
 /** Where a resource's cleanup goes: a test's context (`t.after`), or a {@link Scope} for a describe block. */
 interface Owner {

@@ -14,11 +14,12 @@ import { isRoot, removeTestDir, startBerthd, type TestDaemon } from "../support/
 import { buildImage } from "../support/build-image.js";
 import { ensureFixtureRegistry, type FixtureImageInfo, type FixtureRegistry } from "../support/fixtures.js";
 import { pushImage } from "../support/registry.js";
+import { skipUnlessCi } from "../support/skip.js";
 
 /** No CNI (pods here use the host network) and no host registry configuration. */
 const CONFIG = `[cni]\nconf_dir = "{dir}/cni"\n[registry]\nconfig_path = "{dir}/certs.d"\n`;
 
-const skip = isRoot() ? false : "needs root (overlay mounts, runc, conmon)";
+const skip = skipUnlessCi(isRoot() ? false : "needs root (overlay mounts, runc, conmon)");
 
 describe("image service end to end", { skip }, () => {
   let reg: FixtureRegistry;

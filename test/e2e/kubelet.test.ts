@@ -31,10 +31,11 @@ import {
 } from "../../src/kubelet/index.js";
 import { isRoot } from "../support/berthd.js";
 import { eventually, type PodEnv, sleep, startPodEnv } from "../support/pods.js";
+import { skipUnlessCi } from "../support/skip.js";
 
 const REPO = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
 
-describe("pod runner", { skip: isRoot() ? false : "needs root (runc, conmon, CNI, mounts)" }, () => {
+describe("pod runner", { skip: skipUnlessCi(isRoot() ? false : "needs root (runc, conmon, CNI, mounts)") }, () => {
   let env: PodEnv;
   let layout: Layout;
   let host: HostInfo;

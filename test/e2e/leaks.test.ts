@@ -5,16 +5,21 @@ import { after, before, describe, test } from "node:test";
 import { ContainerState, NamespaceMode } from "../../src/api/gen/runtime/v1/api_pb.js";
 import { isRoot } from "../support/berthd.js";
 import { eventually, type Pod, type PodEnv, shell, startPodEnv } from "../support/pods.js";
+import { sizeFromEnv, skipUnlessCi } from "../support/skip.js";
 
 // The sizes are 50 concurrent pods (about 11 s on 2 cores) and a 100-pod leak cycle (about 30 s, run
 // by hand with BERTH_E2E_LEAK_PODS=100); the suite cycles 20 to keep all end-to-end files within a few minutes.
-const CONCURRENT = Number(process.env.BERTH_E2E_CONCURRENT_PODS ?? 50);
-const CYCLED = Number(process.env.BERTH_E2E_LEAK_PODS ?? 20);
+// Overrides are for runs by hand: under CI=true they are refused (see sizeFromEnv).
+const CONCURRENT = sizeFromEnv("BERTH_E2E_CONCURRENT_PODS", 50);
+const CYCLED = sizeFromEnv("BERTH_E2E_LEAK_PODS", 20);
 const CYCLE_PARALLELISM = 5;
 /** A cgroup parent of this file's own, so other pods on the host do not count. */
 const CGROUP_PARENT = "/berth-e2e-leaks";
 
-describe("many pods", { skip: isRoot() ? false : "needs root (runc, conmon, CNI, mounts)", timeout: 240_000 }, () => {
+describe("many pods", {
+  skip: skipUnlessCi(isRoot() ? false : "needs root (runc, conmon, CNI, mounts)"),
+  timeout: 240_000,
+}, () => {
   let env: PodEnv;
   before(async () => {
     env = await startPodEnv({ bridge: "bte2e-lk", subnet: "10.231.15.0/24", images: ["berth-test/busybox"] });

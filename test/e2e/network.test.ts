@@ -34,6 +34,7 @@ import { defaultConflist, POD_CIDR_PLACEHOLDER } from "../../src/network/index.j
 import { run, runUnchecked } from "../../src/sys/index.js";
 import { isRoot, removeAllPods, removeTestDir, startBerthd, type TestDaemon } from "../support/berthd.js";
 import { ensureFixtureRegistry, type FixtureRegistry } from "../support/fixtures.js";
+import { skipUnlessCi } from "../support/skip.js";
 
 type SandboxConfigInit = MessageInitShape<typeof PodSandboxConfigSchema>;
 type ContainerConfigInit = MessageInitShape<typeof ContainerConfigSchema>;
@@ -45,7 +46,9 @@ type SandboxExtra = Pick<
 
 const NOT_READY = "NetworkPluginNotReady";
 
-describe("pod networking", { skip: isRoot() ? false : "needs root (CNI plugins, netns, iptables, runc)" }, () => {
+describe("pod networking", {
+  skip: skipUnlessCi(isRoot() ? false : "needs root (CNI plugins, netns, iptables, runc)"),
+}, () => {
   let reg: FixtureRegistry;
   let chainsBefore: Set<string>;
   const latencies: number[] = [];

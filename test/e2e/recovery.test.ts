@@ -5,6 +5,7 @@ import { after, before, describe, test } from "node:test";
 import { ContainerState, PodSandboxState } from "../../src/api/gen/runtime/v1/api_pb.js";
 import { isRoot } from "../support/berthd.js";
 import { eventually, logContent, type Pod, type PodEnv, shell, sleep, startPodEnv } from "../support/pods.js";
+import { skipUnlessCi } from "../support/skip.js";
 
 const TICKER = "i=0; while true; do i=$((i+1)); echo tick $i; usleep 100000; done";
 const nowNs = () => BigInt(Date.now()) * 1_000_000n;
@@ -13,7 +14,7 @@ const lastTick = async (path: string) =>
   Number(/tick (\d+)\n$/.exec(logContent(await readFile(path, "utf8")))?.[1] ?? 0);
 
 describe("berthd killed with SIGKILL while pods run", {
-  skip: isRoot() ? false : "needs root (runc, conmon, CNI, mounts)",
+  skip: skipUnlessCi(isRoot() ? false : "needs root (runc, conmon, CNI, mounts)"),
   timeout: 120_000,
 }, () => {
   let env: PodEnv;

@@ -9,8 +9,9 @@ import { after, before, describe, test } from "node:test";
 import { Code } from "@connectrpc/connect";
 import { isRoot, startBerthd, type TestDaemon } from "../support/berthd.js";
 import { grpcError } from "../support/pods.js";
+import { skipUnlessCi } from "../support/skip.js";
 
-describe("registry deadlines", { skip: isRoot() ? false : "needs root", timeout: 120_000 }, () => {
+describe("registry deadlines", { skip: skipUnlessCi(isRoot() ? false : "needs root"), timeout: 120_000 }, () => {
   let d: TestDaemon;
   let host = "";
   const sockets = new Set<Socket>();

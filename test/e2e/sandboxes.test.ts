@@ -7,9 +7,10 @@ import { ContainerState, NamespaceMode, PodSandboxState } from "../../src/api/ge
 import { mountsUnder, run } from "../../src/sys/index.js";
 import { isRoot } from "../support/berthd.js";
 import { grpcError, logContent, type Pod, type PodEnv, shell, startPodEnv } from "../support/pods.js";
+import { skipUnlessCi } from "../support/skip.js";
 
 describe("pod sandboxes", {
-  skip: isRoot() ? false : "needs root (runc, conmon, CNI, mounts)",
+  skip: skipUnlessCi(isRoot() ? false : "needs root (runc, conmon, CNI, mounts)"),
   timeout: 120_000,
 }, () => {
   let env: PodEnv;

@@ -19,6 +19,7 @@ import {
 } from "../../src/streaming/testing/index.js";
 import { isRoot } from "../support/berthd.js";
 import { eventually, type Pod, type PodEnv, shell, sleep, startPodEnv } from "../support/pods.js";
+import { sizeFromEnv, skipUnlessCi } from "../support/skip.js";
 import {
   censusCounts,
   censusDiff,
@@ -28,12 +29,12 @@ import {
   type Transport,
 } from "../support/streams.js";
 
-const SESSIONS = Number(process.env.BERTH_E2E_STREAM_SESSIONS ?? 200);
+const SESSIONS = sizeFromEnv("BERTH_E2E_STREAM_SESSIONS", 200);
 const SESSION_PARALLELISM = 8;
-const CONCURRENT = Number(process.env.BERTH_E2E_STREAM_CONCURRENT ?? 100);
+const CONCURRENT = sizeFromEnv("BERTH_E2E_STREAM_CONCURRENT", 100);
 
 describe("streaming under load", {
-  skip: isRoot() ? false : "needs root (runc, conmon, CNI, netns)",
+  skip: skipUnlessCi(isRoot() ? false : "needs root (runc, conmon, CNI, netns)"),
   timeout: 180_000,
 }, () => {
   let env: PodEnv;

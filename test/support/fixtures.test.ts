@@ -8,15 +8,17 @@ import { gunzipSync } from "node:zlib";
 import { ensureFixtureRegistry, type FixtureRegistry } from "./fixtures.js";
 import { MANIFEST_MEDIA_TYPES, MediaTypes } from "./images.js";
 import { createAgent, type Registry, type RegistryEndpoint, registryAvailable, registryRequest } from "./registry.js";
+import { skipUnlessCi } from "./skip.js";
 
 const execFileAsync = promisify(execFile);
 
-const skip =
+const skip = skipUnlessCi(
   process.getuid?.() !== 0
     ? "needs root (end-to-end fixtures run as root)"
     : !(await registryAvailable())
       ? "docker-registry is not installed (apt-get install docker-registry)"
-      : false;
+      : false,
+);
 
 function sha256(data: Uint8Array): string {
   return `sha256:${createHash("sha256").update(data).digest("hex")}`;

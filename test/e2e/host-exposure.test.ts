@@ -17,6 +17,7 @@ import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { isRoot } from "../support/berthd.js";
 import { type Pod, type PodEnv, shell, startPodEnv } from "../support/pods.js";
+import { skipUnlessCi } from "../support/skip.js";
 
 const NOBODY = 65534;
 
@@ -128,7 +129,7 @@ async function treeProbes(dir: string, searchable: boolean): Promise<{ probes: P
 const modeOf = async (p: string) => (await stat(p)).mode & 0o7777;
 
 describe("host exposure", {
-  skip: isRoot() ? false : "needs root (runc, conmon, CNI, setpriv)",
+  skip: skipUnlessCi(isRoot() ? false : "needs root (runc, conmon, CNI, setpriv)"),
   timeout: 240_000,
 }, () => {
   let env: PodEnv;

@@ -13,6 +13,7 @@ import { type CriClient, createCriClient } from "../../src/client/index.js";
 import { isRoot } from "../support/berthd.js";
 import { HOSTILE_IMAGES, pushHostileImages } from "../support/hostile-images.js";
 import { grpcError, logContent, type Pod, type PodEnv, shell, startPodEnv } from "../support/pods.js";
+import { skipUnlessCi } from "../support/skip.js";
 
 /**
  * The safety bound for another client's Version calls while hostile creates run (issue 11 allows 1 s).
@@ -24,7 +25,7 @@ const BOUND_MS = 1000;
 /** "Ends within seconds": the read deadline is 5 s, a refusal takes milliseconds. */
 const CREATE_BOUND_MS = 10_000;
 
-describe("hostile images", { skip: isRoot() ? false : "needs root", timeout: 600_000 }, () => {
+describe("hostile images", { skip: skipUnlessCi(isRoot() ? false : "needs root"), timeout: 600_000 }, () => {
   let env: PodEnv;
   let pod: Pod;
   let other: CriClient;

@@ -21,9 +21,10 @@ import { type GeneratedImage, manyFilesImage, zeroFileImage } from "../support/b
 import { ensureFixtureRegistry, type FixtureRegistry } from "../support/fixtures.js";
 import { eventually, sleep } from "../support/pods.js";
 import { pushImage } from "../support/registry.js";
+import { skipUnlessCi } from "../support/skip.js";
 
 const CONFIG = `[cni]\nconf_dir = "{dir}/cni"\n[registry]\nconfig_path = "{dir}/certs.d"\n`;
-const skip = isRoot() ? false : "needs root (tmpfs and overlay mounts)";
+const skip = skipUnlessCi(isRoot() ? false : "needs root (tmpfs and overlay mounts)");
 const FILES = 200_000;
 
 /** Where a resource's cleanup goes (a test's context). */

@@ -19,10 +19,25 @@ const CODES: Record<ErrorKind, Code> = {
   Internal: Code.Internal,
 };
 
-/** Converts any thrown value into a ConnectError with the matching gRPC code. */
+/**
+ * Longest status message sent. The message travels in the `grpc-message` trailer, and an error may
+ * quote what the client sent (a 70 KB "ID"): peers refuse header blocks past their limit (nghttp2
+ * resets the stream), so the caller would get a protocol error instead of the status.
+ */
+export const MAX_STATUS_MESSAGE = 2048;
+
+/** Converts any thrown value into a ConnectError with the matching gRPC code and a bounded message. */
 export function toConnectError(err: unknown): ConnectError {
-  if (err instanceof ConnectError) return err;
-  return new ConnectError(messageOf(err), CODES[kindOf(err)], undefined, undefined, err);
+  if (err instanceof ConnectError) {
+    if (err.rawMessage.length <= MAX_STATUS_MESSAGE) return err;
+    return new ConnectError(bounded(err.rawMessage), err.code, err.metadata, undefined, err);
+  }
+  return new ConnectError(bounded(messageOf(err)), CODES[kindOf(err)], undefined, undefined, err);
+}
+
+function bounded(message: string): string {
+  if (message.length <= MAX_STATUS_MESSAGE) return message;
+  return `${message.slice(0, MAX_STATUS_MESSAGE)}… (${message.length - MAX_STATUS_MESSAGE} more characters)`;
 }
 
 /**

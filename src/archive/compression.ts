@@ -101,6 +101,7 @@ export async function* zstdDecompress(source: AsyncIterable<Uint8Array>): AsyncG
     child.once("error", reject);
     child.once("close", (code) => resolve(code));
   });
+  // Awaited below; this only avoids an unhandled rejection before then.
   exited.catch(() => {});
   let feedError: unknown;
   const feeding = pipeline(source, child.stdin).catch((err: unknown) => {

@@ -360,6 +360,7 @@ function feedChunks(
     } catch (err) {
       if (!stopped) post({ op: "end", id, error: { kind: kindOf(err), message: messageOf(err) } });
     } finally {
+      // Stopping the source early: its error, if any, is not the apply's outcome.
       if (stopped) await it.return?.().catch(() => {});
     }
   })();

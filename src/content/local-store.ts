@@ -248,12 +248,14 @@ function untilAborted<T>(
 ): Promise<T> {
   if (!signal) return work;
   if (signal.aborted && early()) {
+    // Observed by the caller that awaits `work`; this only avoids an unhandled rejection meanwhile.
     work.catch(() => {});
     return Promise.reject(new RuntimeError("Canceled", message));
   }
   return new Promise<T>((resolve, reject) => {
     const onAbort = () => {
       if (!early()) return;
+      // Observed by the caller that awaits `work`; this only avoids an unhandled rejection meanwhile.
       work.catch(() => {});
       reject(new RuntimeError("Canceled", message));
     };

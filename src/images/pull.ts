@@ -295,6 +295,7 @@ export class Puller {
         throw err;
       }),
     );
+    // Likewise: each unpack is awaited in order below, and its failure also goes through fail().
     for (const u of unpacks) u.catch(() => {});
     const committed = new Set<number>();
     try {

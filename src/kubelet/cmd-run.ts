@@ -183,6 +183,7 @@ async function runForeground(manifest: ParsedManifest, opts: RunOpts, cmd: Comma
     throw e;
   } finally {
     await streams.close();
+    // The claim file is also released by the next run that finds its process gone.
     if (claimed) await releaseRunner(layout, manifest.manifestHash).catch(() => {});
     client.close();
   }

@@ -111,6 +111,7 @@ export async function* followLog(path: string, o: FollowLogOptions = {}): AsyncI
         for (const line of parser.end()) yield line;
         return;
       }
+      // An abort ends the wait; the loop then sees the signal and stops.
       await delay(pollMs, undefined, o.signal ? { signal: o.signal } : {}).catch(() => {});
     }
   } finally {

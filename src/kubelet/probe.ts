@@ -195,6 +195,7 @@ export class ProbeWorker {
 
   constructor(private readonly o: ProbeWorkerOptions) {
     this.state = new ProbeState(o.kind, o.probe);
+    // The loop reports each probe's failure itself; this only keeps a handle for stop().
     this.done = this.loop().catch(() => {});
   }
 

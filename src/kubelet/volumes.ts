@@ -93,6 +93,7 @@ export async function removePodDirs(
   layout: Layout,
 ): Promise<void> {
   const dir = layout.podDir(pod.uid);
+  // Best effort: whatever stays mounted makes the rm below fail, and that error is reported.
   for (const mp of await mountsUnder(dir).catch(() => [] as string[])) await unmountIfMounted(mp).catch(() => {});
   await rm(dir, { recursive: true, force: true });
   await rm(layout.podLogDir(pod.namespace, pod.name, pod.uid), { recursive: true, force: true });

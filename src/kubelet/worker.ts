@@ -218,6 +218,7 @@ export class PodWorker {
       // derived from the long-lived one, so a months-long loop accumulates no listeners.
       this.wake_ = new AbortController();
       if (signal.aborted) break;
+      // An abort here is the wake-up signal, not an error.
       await this.clock.sleep(Math.max(10, this.nextWakeMs), this.wake_.signal).catch(() => {});
     }
   }
@@ -344,6 +345,7 @@ export class PodWorker {
     }
     this.backoff.restarted(key);
     if (c.state === ContainerState.CONTAINER_CREATED) {
+      // Best effort: an old container left behind is removed again on the next sync.
       await this.client.runtime.removeContainer({ containerId: c.id }).catch(() => {});
     }
     await this.startContainer(ctr, init, c);
@@ -468,6 +470,7 @@ export class PodWorker {
     });
     for (const c of containers) {
       if ((c.metadata?.attempt ?? 0) < current - 1)
+        // Best effort: an old container left behind is removed again on the next sync.
         await this.client.runtime.removeContainer({ containerId: c.id }).catch(() => {});
     }
   }
@@ -642,6 +645,7 @@ export class PodWorker {
         t.ready = false;
         t.id = "";
       }
+      // Best effort: a sandbox left behind is retried on the next sync and by `berth down`.
       await this.client.runtime.stopPodSandbox({ podSandboxId: old.id }).catch(() => {});
       await this.client.runtime.removePodSandbox({ podSandboxId: old.id }).catch(() => {});
       this.sandbox = undefined;
@@ -662,6 +666,7 @@ export class PodWorker {
     const keep = ready[0];
     for (const s of items) {
       if (s === keep) continue;
+      // Best effort: a sandbox left behind is retried on the next sync and by `berth down`.
       await this.client.runtime.stopPodSandbox({ podSandboxId: s.id }).catch(() => {});
       await this.client.runtime.removePodSandbox({ podSandboxId: s.id }).catch(() => {});
     }

@@ -58,6 +58,7 @@ export async function createNetns(name: string, options: NetnsOptions = {}): Pro
       withSignal({ name: "unshare", env: TOOL_ENV }, signal),
     );
   } catch (err) {
+    // Undo after a failed create: the create's own error is the one reported.
     await removeNetns(path).catch(() => {});
     throw wrap(err, `create netns ${name}`);
   }

@@ -131,6 +131,7 @@ export class ContainerManager {
     for (const rec of records) {
       if (rec.state === "creating") {
         this.o.log.warn({ containerId: rec.id }, "undoing a container whose creation was interrupted");
+        // Undo after a failed create: the create's own error is the one reported.
         await this.o.runtime.delete(rec.id).catch(() => {});
         await this.o.rootfs.release(rec.id).catch(() => {});
         this.o.records.delete(rec.id);
@@ -168,6 +169,7 @@ export class ContainerManager {
     }
     for (const id of result.unknown.filter((u) => !infra.has(u))) {
       this.o.log.warn({ containerId: id }, "removing runtime state no record knows of");
+      // Undo after a failed start: the start's own error is the one reported.
       await this.o.runtime.delete(id).catch(() => {});
     }
   }
@@ -253,6 +255,7 @@ export class ContainerManager {
         this.emit("created", rec);
         return id;
       } catch (err) {
+        // The container is being removed anyway; a runtime that already lost it is fine.
         await this.o.runtime.delete(id).catch(() => {});
         await this.o.rootfs
           .release(id)

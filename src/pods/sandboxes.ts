@@ -189,6 +189,7 @@ export class SandboxManager {
         await this.teardown(rec, { forgetting: true }).catch((e) =>
           this.o.log.error({ err: e, sandboxId: id }, "rollback failed"),
         );
+        // Undo after a failed run: the run's own error is the one reported; recovery removes leftovers.
         await rm(dir, { recursive: true, force: true }).catch(() => {});
         this.records.delete(id);
         this.names.delete(key);

@@ -109,6 +109,7 @@ export function createStreamingBackend(o: StreamingBackendOptions): StreamingBac
         void (async () => {
           for await (const size of io.resize) {
             if (signal.aborted) return;
+            // A resize the container missed (it exited) is harmless; the session goes on.
             await writeCtl(o.runtime.ctlFifoPath(rec.id), `1 ${size.height} ${size.width}\n`).catch(() => {});
           }
         })().catch((err: unknown) => o.log.debug({ err, containerId: rec.id }, "attach: resize stream failed"));
@@ -137,6 +138,7 @@ export function createStreamingBackend(o: StreamingBackendOptions): StreamingBac
             o.log.warn({ containerId: rec.id, code, stderr: socatErr.trim() }, "attach: stdin relay failed");
         });
         signal.addEventListener("abort", () => child.kill("SIGTERM"), { once: true });
+        // The client closing stdin early is normal; the exec's exit code is the outcome.
         const stdinDone = pipeline(io.stdin, child.stdin).catch(() => {});
         tasks.push(stdinDone);
         // A client that closes stdin has detached (kubectl attach -i ends this way).
@@ -349,6 +351,7 @@ async function execPipes(cmd: PreparedExec, io: StreamIO, kill: () => Promise<vo
   // The client may have left while runc was being prepared: no abort event comes for that.
   if (io.signal.aborted) onAbort();
   const pumps: Promise<unknown>[] = [];
+  // The client closing stdin early is normal; the session's end is the outcome.
   if (io.stdin) pumps.push(pipeline(io.stdin, child.stdin).catch(() => {}));
   else child.stdin.end();
   pumps.push(copyOut(child.stdout, io.stdout));

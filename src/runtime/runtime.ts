@@ -263,6 +263,7 @@ export class ContainerRuntime {
 
         undo.push(async () => {
           await this.killConmon(o.id);
+          // Undo after a failed create: the create's own error is the one reported.
           await handler.runc.delete(o.id, { force: true }).catch(() => {});
           await rm(p.attachLink, { force: true });
         });

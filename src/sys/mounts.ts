@@ -90,6 +90,7 @@ export async function pinNamespaces(paths: { ipc?: string; uts?: string }, hostn
   try {
     await run("unshare", [...args, "--", ...cmd], { name: "unshare" });
   } catch (err) {
+    // Undo after a failed pin: the pin's own error is the one reported.
     for (const p of Object.values(paths)) if (p) await unpinNamespace(p).catch(() => {});
     throw wrap(err, "pin pod namespaces");
   }

@@ -70,6 +70,7 @@ export function createWorkerPool(url: URL, options: WorkerPoolOptions = {}): Wor
     slot.worker.removeAllListeners("message");
     // A worker blocked in a syscall cannot stop until the call returns: let it go without waiting.
     slot.worker.unref();
+    // A retired worker: its job has already been settled, nothing waits on its exit.
     void slot.worker.terminate().catch(() => {});
   };
 

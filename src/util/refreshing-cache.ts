@@ -65,6 +65,7 @@ export function createRefreshingCache<K, V>(options: RefreshingCacheOptions<K, V
     const now = Date.now();
     for (const [key, entry] of entries) {
       if (now - entry.readAt > forgetMs) entries.delete(key);
+      // A background refresh: onError has logged the failure; the stale value keeps serving.
       else void refresh(key, entry).catch(() => {});
     }
   }, options.periodMs);
@@ -87,6 +88,7 @@ export function createRefreshingCache<K, V>(options: RefreshingCacheOptions<K, V
           throw err;
         }
       }
+      // A background refresh: onError has logged the failure; the stale value keeps serving.
       if (Date.now() - cached.at > options.staleMs) void refresh(key, entry).catch(() => {});
       return cached.v;
     },

@@ -8,7 +8,7 @@ import { readFile } from "node:fs/promises";
 import { after, before, describe, test } from "node:test";
 import { roundTrip, SpdyPortForwardClient } from "../../src/streaming/testing/index.js";
 import { isRoot } from "../support/berthd.js";
-import { type Pod, type PodEnv, shell, startPodEnv } from "../support/pods.js";
+import { closePodEnv, type Pod, type PodEnv, shell, startPodEnv } from "../support/pods.js";
 import { skipUnlessCi } from "../support/skip.js";
 
 describe("hostile peers", {
@@ -36,14 +36,7 @@ describe("hostile peers", {
       ),
     );
   });
-  after(async () => {
-    const child = env?.d.child;
-    if (child && (child.exitCode !== null || child.signalCode !== null))
-      console.error(
-        `# berthd died (${child.exitCode ?? child.signalCode}):\n${env.d.stderr().split("\n").slice(-30).join("\n")}`,
-      );
-    await env?.close();
-  });
+  after(() => closePodEnv(env));
 
   const alive = async () => {
     assert.equal(env.d.child.exitCode, null, `berthd exited:\n${env.d.stderr().slice(-3000)}`);

@@ -18,7 +18,7 @@ import {
   wsExec,
 } from "../../src/streaming/testing/index.js";
 import { isRoot } from "../support/berthd.js";
-import { eventually, type Pod, type PodEnv, shell, sleep, startPodEnv } from "../support/pods.js";
+import { closePodEnv, eventually, type Pod, type PodEnv, shell, sleep, startPodEnv } from "../support/pods.js";
 import { sizeFromEnv, skipUnlessCi } from "../support/skip.js";
 import {
   censusCounts,
@@ -56,14 +56,7 @@ describe("streaming under load", {
       env.startContainer(web, { metadata: { name: "httpd" }, image: { image: env.image("berth-test/web") } }),
     ]);
   });
-  after(async () => {
-    const child = env?.d.child;
-    if (child && (child.exitCode !== null || child.signalCode !== null))
-      console.error(
-        `# berthd died (${child.exitCode ?? child.signalCode}):\n${env.d.stderr().split("\n").slice(-30).join("\n")}`,
-      );
-    await env?.close();
-  });
+  after(() => closePodEnv(env));
 
   const execUrl = (cmd: string[], o: { tty?: boolean; stdin?: boolean; stderr?: boolean } = {}) =>
     env.d.client.runtime

@@ -25,7 +25,7 @@ import {
   wsExec,
 } from "../../src/streaming/testing/index.js";
 import { isRoot } from "../support/berthd.js";
-import { grpcError, type Pod, type PodEnv, shell, startPodEnv } from "../support/pods.js";
+import { closePodEnv, grpcError, type Pod, type PodEnv, shell, startPodEnv } from "../support/pods.js";
 import { IN_CI, skipUnlessCi } from "../support/skip.js";
 import { openSession, type Transport } from "../support/streams.js";
 
@@ -66,15 +66,7 @@ describe("streaming", {
     ]);
     ids.exited = (await env.runToExit(shells, shell(env, "exited", "true"))).id;
   });
-  after(async () => {
-    // A daemon that died mid-file fails every later test the same way; say why once.
-    const child = env?.d.child;
-    if (child && (child.exitCode !== null || child.signalCode !== null))
-      console.error(
-        `# berthd died (${child.exitCode ?? child.signalCode}):\n${env.d.stderr().split("\n").slice(-30).join("\n")}`,
-      );
-    await env?.close();
-  });
+  after(() => closePodEnv(env));
 
   const exec = (cmd: string[], o: { tty?: boolean; stdin?: boolean; stdout?: boolean; stderr?: boolean } = {}) =>
     env.d.client.runtime

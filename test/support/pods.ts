@@ -77,6 +77,19 @@ export interface PodEnv {
   close(): Promise<void>;
 }
 
+/**
+ * Closes a file's pod environment; when its berthd died mid-file, prints why once (every later test of
+ * that file fails the same way, so the cause would otherwise be lost).
+ */
+export async function closePodEnv(env: PodEnv | undefined): Promise<void> {
+  const child = env?.d.child;
+  if (env && child && (child.exitCode !== null || child.signalCode !== null))
+    console.error(
+      `# berthd died (${child.exitCode ?? child.signalCode}):\n${env.d.stderr().split("\n").slice(-30).join("\n")}`,
+    );
+  await env?.close();
+}
+
 /** A sandbox as tests use it. */
 export interface Pod {
   id: string;

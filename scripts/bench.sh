@@ -37,4 +37,13 @@ if ! dpkg-query -W -f='${Status}' containerd 2>/dev/null | grep -q "install ok i
   trap - EXIT
 fi
 
+# buildah is the baseline of the build bench (--build); Debian's 1.28 runs with --isolation chroot here.
+if ! dpkg-query -W -f='${Status}' buildah 2>/dev/null | grep -q "install ok installed"; then
+  echo "bench: installing buildah"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends buildah >/dev/null 2>&1 || {
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends buildah >/dev/null
+  }
+fi
+
 exec node --import tsx bench/bench.ts "$@"

@@ -11,6 +11,9 @@ PACKAGES=(
   busybox-static                        # the test and demo images are built from it
   zstd attr openssl apache2-utils       # zstd layers, overlay xattrs, test TLS certs, htpasswd
   socat                                 # attach stdin (conmon's SOCK_SEQPACKET socket) and port-forward
+  skopeo umoci                          # tests check pushed and saved images with other tools
+  criu                                  # CheckpointContainer (runc checkpoint)
+  prometheus                            # promtool checks the metrics endpoint's text format (the service is never started)
   g++ make python3                      # node-gyp builds better-sqlite3 and node-pty (no prebuilt downloads offline)
   ca-certificates
 )
@@ -27,8 +30,18 @@ done
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "setup: installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
+  # policy-rc.d answering 101 ("action forbidden") keeps postinst scripts (prometheus's) from starting services
+  # on a host running systemd: setup only wants the tools. An existing policy-rc.d is left as it is.
+  own_policy=0
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+    chmod 755 /usr/sbin/policy-rc.d
+    own_policy=1
+    trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+  fi
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  if [ "$own_policy" = 1 ]; then rm -f /usr/sbin/policy-rc.d; trap - EXIT; fi
 fi
 
 # kubectl drives the streaming interop tests (src/streaming/kubectl.test.ts). A kubectl already on the machine

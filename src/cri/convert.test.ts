@@ -83,3 +83,28 @@ describe("toSandboxConfig", () => {
     assert.equal(withOptions.namespaces.pid, "pod");
   });
 });
+
+describe("user namespaces", () => {
+  const userns = { mode: NamespaceMode.POD, uids: [{ hostId: 100000, containerId: 0, length: 65536 }] };
+  const unsupported = (e: unknown) => isKind(e, "Unimplemented") && /userns_options: mode POD/.test(String(e));
+
+  test("a pod or container asking for its own user namespace is refused, never run as host root", () => {
+    assert.throws(
+      () =>
+        toSandboxConfig(
+          create(PodSandboxConfigSchema, {
+            metadata: { name: "p", namespace: "n", uid: "u" },
+            linux: { securityContext: { namespaceOptions: { usernsOptions: userns } } },
+          }),
+        ),
+      unsupported,
+    );
+    assert.throws(() => container({ namespaceOptions: { usernsOptions: userns } }), unsupported);
+  });
+
+  test("mode NODE (the host's user namespace) and no userns_options are accepted", () => {
+    const node = { namespaceOptions: { usernsOptions: { mode: NamespaceMode.NODE } } };
+    assert.equal(container(node).namespaces.network, "pod");
+    assert.equal(container({ namespaceOptions: {} }).namespaces.network, "pod");
+  });
+});

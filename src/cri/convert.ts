@@ -23,7 +23,7 @@ import {
   SecurityProfile_ProfileType,
   Signal,
 } from "../api/gen/runtime/v1/api_pb.js";
-import { invalidArgument } from "../errdefs/index.js";
+import { invalidArgument, unimplemented } from "../errdefs/index.js";
 import type {
   ContainerConfig,
   ContainerRecord,
@@ -68,6 +68,14 @@ function toCriNsMode(m: NamespaceMode): CriNamespaceMode {
  * no infra process; the kubelet always sends pid explicitly (CONTAINER unless shareProcessNamespace).
  */
 function namespaces(o: NamespaceOption | undefined): NamespaceOptions {
+  // A pod of its own user namespace (`hostUsers: false`) must not run as host root instead: berth reports
+  // userNamespaces: false in Status.features and refuses the request until it can honour it (issue #16).
+  const userns = o?.usernsOptions?.mode ?? CriNamespaceMode.NODE;
+  if (userns !== CriNamespaceMode.NODE) {
+    throw unimplemented(
+      `namespace_options.userns_options: mode ${CriNamespaceMode[userns] ?? userns} (own user namespace, hostUsers: false) is not supported by this runtime; only NODE (the host's user namespace) is`,
+    );
+  }
   return {
     network: nsMode(o?.network ?? CriNamespaceMode.POD),
     pid: nsMode(o?.pid ?? CriNamespaceMode.POD),

@@ -233,6 +233,23 @@ describe("CRI errors for pods and containers", {
     assert.match(env.d.stderr(), /cri connection refused/);
   });
 
+  test("a pod asking for its own user namespace is Unimplemented and nothing is created (not run as host root)", async () => {
+    const rt = env.d.client.runtime;
+    const before = (await rt.listPodSandbox({})).items.length;
+    const usernsOptions = { mode: NamespaceMode.POD, uids: [{ hostId: 200000, containerId: 0, length: 65536 }] };
+    await assert.rejects(
+      rt.runPodSandbox({
+        config: {
+          metadata: { name: "userns", namespace: "e2e", uid: "uid-userns", attempt: 0 },
+          logDirectory: join(env.dir, "logs", "userns"),
+          linux: { securityContext: { namespaceOptions: { usernsOptions } } },
+        },
+      }),
+      grpcError(Code.Unimplemented, /userns_options: mode POD/),
+    );
+    assert.equal((await rt.listPodSandbox({})).items.length, before);
+  });
+
   test("StartContainer of a running container is FailedPrecondition", async () => {
     await assert.rejects(
       env.d.client.runtime.startContainer({ containerId: running }),

@@ -22,6 +22,7 @@ import {
   Protocol,
   SecurityProfile_ProfileType,
   Signal,
+  SupplementalGroupsPolicy,
 } from "../api/gen/runtime/v1/api_pb.js";
 import { invalidArgument, unimplemented } from "../errdefs/index.js";
 import type {
@@ -82,6 +83,12 @@ function namespaces(o: NamespaceOption | undefined): NamespaceOptions {
     ipc: nsMode(o?.ipc ?? CriNamespaceMode.POD),
     targetId: o?.targetId ?? "",
   };
+}
+
+function groupsPolicy(p: SupplementalGroupsPolicy): "merge" | "strict" {
+  if (p === SupplementalGroupsPolicy.Merge) return "merge";
+  if (p === SupplementalGroupsPolicy.Strict) return "strict";
+  throw invalidArgument(`linux.security_context.supplemental_groups_policy ${p}: unknown policy (Merge or Strict)`);
 }
 
 function int64(v: Int64Value | undefined): number | undefined {
@@ -261,6 +268,7 @@ export function toContainerConfig(c: CriContainerConfig | undefined, sandbox: Sa
     namespaces: ns,
     runAsUsername: sc?.runAsUsername ?? "",
     supplementalGroups: (sc?.supplementalGroups ?? []).map(Number),
+    supplementalGroupsPolicy: groupsPolicy(sc?.supplementalGroupsPolicy ?? SupplementalGroupsPolicy.Merge),
     readonlyRootfs: sc?.readonlyRootfs ?? false,
     noNewPrivs: sc?.noNewPrivs ?? false,
     maskedPaths: [...(sc?.maskedPaths ?? [])],

@@ -17,7 +17,7 @@ export function status(ctx: CriContext, req: StatusRequest): MessageInitShape<ty
       name,
       features: { recursiveReadOnlyMounts: false, userNamespaces: false },
     })),
-    features: { supplementalGroupsPolicy: false, userNamespacesHostNetwork: false },
+    features: { supplementalGroupsPolicy: true, userNamespacesHostNetwork: false },
     info: req.verbose
       ? Object.fromEntries(Object.entries(ctx.verboseInfo()).map(([key, value]) => [key, JSON.stringify(value)]))
       : {},

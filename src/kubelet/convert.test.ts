@@ -5,6 +5,7 @@ import {
   NamespaceMode,
   Protocol,
   SecurityProfile_ProfileType,
+  SupplementalGroupsPolicy,
 } from "../api/gen/runtime/v1/api_pb.js";
 import { containerConfig, dnsConfig, expandVars, type HostInfo, sandboxConfig } from "./convert.js";
 import { createLayout } from "./layout.js";
@@ -35,6 +36,7 @@ spec:
     runAsGroup: 3000
     supplementalGroups: [4000]
     fsGroup: 2000
+    supplementalGroupsPolicy: Strict
     sysctls: [{ name: net.ipv4.ip_unprivileged_port_start, value: "0" }]
     seccompProfile: { type: RuntimeDefault }
   volumes:
@@ -114,6 +116,7 @@ describe("pod → CRI config", () => {
     assert.equal(sc?.runAsUser?.value, 1000n);
     assert.equal(sc?.runAsGroup?.value, 3000n);
     assert.deepEqual(sc?.supplementalGroups, [4000n, 2000n]);
+    assert.equal(sc?.supplementalGroupsPolicy, SupplementalGroupsPolicy.Strict);
     assert.equal(sc?.namespaceOptions?.network, NamespaceMode.POD);
     assert.equal(sc?.namespaceOptions?.pid, NamespaceMode.CONTAINER);
     assert.equal(sc?.seccomp?.profileType, SecurityProfile_ProfileType.RuntimeDefault);

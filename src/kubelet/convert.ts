@@ -20,6 +20,7 @@ import {
   Protocol,
   type SecurityProfile,
   SecurityProfile_ProfileType,
+  SupplementalGroupsPolicy,
 } from "../api/gen/runtime/v1/api_pb.js";
 import type { Layout } from "./layout.js";
 import { canonicalJson } from "./manifest.js";
@@ -81,6 +82,7 @@ export function sandboxConfig(pod: Pod, o: SandboxConfigOptions): PodSandboxConf
         ...(sc.runAsUser !== undefined ? { runAsUser: { value: BigInt(sc.runAsUser) } } : {}),
         ...(sc.runAsGroup !== undefined ? { runAsGroup: { value: BigInt(sc.runAsGroup) } } : {}),
         supplementalGroups: supplementalGroups(pod).map(BigInt),
+        supplementalGroupsPolicy: groupsPolicy(pod),
         privileged,
         ...(sc.seccompProfile ? { seccomp: securityProfile(sc.seccompProfile) } : {}),
       },
@@ -106,6 +108,12 @@ function namespaceOptions(pod: Pod) {
     pid: s.hostPID ? NamespaceMode.NODE : s.shareProcessNamespace ? NamespaceMode.POD : NamespaceMode.CONTAINER,
     ipc: s.hostIPC ? NamespaceMode.NODE : NamespaceMode.POD,
   };
+}
+
+function groupsPolicy(pod: Pod): SupplementalGroupsPolicy {
+  return pod.spec.securityContext.supplementalGroupsPolicy === "Strict"
+    ? SupplementalGroupsPolicy.Strict
+    : SupplementalGroupsPolicy.Merge;
 }
 
 function supplementalGroups(pod: Pod): number[] {
@@ -217,6 +225,7 @@ export function containerConfig(pod: Pod, ctr: ContainerSpec, o: ContainerConfig
         ...(runAsUser !== undefined ? { runAsUser: { value: BigInt(runAsUser) } } : {}),
         ...(runAsGroup !== undefined ? { runAsGroup: { value: BigInt(runAsGroup) } } : {}),
         supplementalGroups: supplementalGroups(pod).map(BigInt),
+        supplementalGroupsPolicy: groupsPolicy(pod),
         readonlyRootfs: sc.readOnlyRootFilesystem,
         noNewPrivs: sc.allowPrivilegeEscalation === false,
         ...(seccomp ? { seccomp: securityProfile(seccomp) } : {}),

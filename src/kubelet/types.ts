@@ -72,6 +72,8 @@ export interface PodSecurityContext {
   supplementalGroups: number[];
   /** Added to every container's supplemental groups (berth does not chown volumes). */
   fsGroup?: number;
+  /** Merge (the default) adds the image's /etc/group entries for the user; Strict does not. */
+  supplementalGroupsPolicy?: "Merge" | "Strict";
   sysctls: { name: string; value: string }[];
   seccompProfile?: SeccompProfile;
 }

@@ -297,7 +297,6 @@ function validateSeccomp(c: Checker, v: unknown, path: string): SeccompProfile |
 const SECURITY_IGNORED = {
   windowsOptions: "linux only",
   fsGroupChangePolicy: "berth does not change volume ownership",
-  supplementalGroupsPolicy: "groups from the image's /etc/group are always merged",
 };
 const SECURITY_UNSUPPORTED = { seLinuxOptions: "SELinux is not enabled on berth hosts" };
 
@@ -311,6 +310,7 @@ function validatePodSecurityContext(c: Checker, v: unknown): PodSecurityContext 
       "runAsNonRoot",
       "supplementalGroups",
       "fsGroup",
+      "supplementalGroupsPolicy",
       "sysctls",
       "seccompProfile",
       "appArmorProfile",
@@ -349,6 +349,8 @@ function validatePodSecurityContext(c: Checker, v: unknown): PodSecurityContext 
     out.fsGroup = fsGroup;
     c.warn(`${path}.fsGroup`, "added to each container's supplemental groups; berth does not change volume ownership");
   }
+  const policy = c.oneOf(o.supplementalGroupsPolicy, `${path}.supplementalGroupsPolicy`, ["Merge", "Strict"] as const);
+  if (policy) out.supplementalGroupsPolicy = policy;
   const seccomp = validateSeccomp(c, o.seccompProfile, `${path}.seccompProfile`);
   if (seccomp) out.seccompProfile = seccomp;
   return out;

@@ -218,6 +218,7 @@ export class ContainerManager {
           ...(config.runAsGroup !== undefined ? { runAsGroup: config.runAsGroup } : {}),
           runAsUsername: config.runAsUsername,
           supplementalGroups: config.supplementalGroups,
+          supplementalGroupsPolicy: config.supplementalGroupsPolicy,
           imageUser: image.config.User ?? "",
           image: image.name,
           ...(options.signal ? { signal: options.signal } : {}),

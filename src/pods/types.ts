@@ -15,6 +15,9 @@ export interface PodMetadata {
 /** Whose namespace a pod or container uses (CRI's NamespaceMode). */
 export type NamespaceMode = "pod" | "container" | "node" | "target";
 
+/** How a container's supplementary groups are computed: with the image's /etc/group entries, or without. */
+export type SupplementalGroupsPolicy = "merge" | "strict";
+
 export interface NamespaceOptions {
   network: NamespaceMode;
   pid: NamespaceMode;
@@ -128,6 +131,7 @@ export interface ContainerConfig {
   runAsUsername: string;
   runAsGroup?: number;
   supplementalGroups: number[];
+  supplementalGroupsPolicy: SupplementalGroupsPolicy;
   readonlyRootfs: boolean;
   noNewPrivs: boolean;
   maskedPaths: string[];

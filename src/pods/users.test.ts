@@ -42,6 +42,14 @@ test("run_as_group and supplemental groups are applied", async () => {
   assert.deepEqual(u, { uid: 1000, gid: 5, additionalGids: [5, 7, 2000], username: "app" });
 });
 
+test("policy strict takes no groups from the image's /etc/group; merge (the default) does", async () => {
+  const asked = { ...base, imageUser: "app", supplementalGroups: [7] };
+  const strict = await resolveUser(rootfs, { ...asked, supplementalGroupsPolicy: "strict" });
+  assert.deepEqual(strict.additionalGids, [7, 1000]);
+  const merge = await resolveUser(rootfs, { ...asked, supplementalGroupsPolicy: "merge" });
+  assert.deepEqual(merge.additionalGids, [7, 1000, 2000]);
+});
+
 test("uid:gid from the image and unknown uids work without passwd entries", async () => {
   assert.deepEqual(await resolveUser(rootfs, { ...base, imageUser: "4242:77" }), {
     uid: 4242,

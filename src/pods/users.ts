@@ -1,5 +1,6 @@
 import { invalidArgument, wrap } from "../errdefs/index.js";
 import { readFileInRoot } from "../sys/index.js";
+import type { SupplementalGroupsPolicy } from "./types.js";
 
 /** A resolved identity for the container's process. */
 export interface ResolvedUser {
@@ -60,7 +61,8 @@ const isNumeric = (s: string) => /^\d+$/.test(s);
  * run_as_username win over the image's USER ("name", "uid", "name:group", "uid:gid");
  * names are looked up in the image's /etc/passwd and /etc/group; the primary gid comes from
  * run_as_group, else the user's passwd entry, else 0; supplementary groups are the primary group, the
- * image's groups listing the user, plus those the pod asked for.
+ * image's groups listing the user (policy "merge", the default; "strict" leaves them out), plus those the
+ * pod asked for.
  */
 export async function resolveUser(
   rootfs: string,
@@ -69,6 +71,8 @@ export async function resolveUser(
     runAsUsername: string;
     runAsGroup?: number;
     supplementalGroups: number[];
+    /** SupplementalGroupsPolicy: "strict" takes no groups from the image's /etc/group (KEP 3619). */
+    supplementalGroupsPolicy?: SupplementalGroupsPolicy;
     imageUser: string;
     /** The image's name, for errors about its files. */
     image: string;
@@ -118,7 +122,9 @@ export async function resolveUser(
   // The primary group is listed too, as containerd and Docker do: setgroups() replaces the process's whole
   // list, so without it `id` inside the container would not show the user's own group.
   const additional = new Set<number>([gid]);
-  if (username) for (const g of groups) if (g.members.includes(username)) additional.add(g.gid);
+  if (username && request.supplementalGroupsPolicy !== "strict") {
+    for (const g of groups) if (g.members.includes(username)) additional.add(g.gid);
+  }
   for (const g of request.supplementalGroups) additional.add(g);
   return { uid, gid, additionalGids: [...additional].sort((a, b) => a - b), username };
 }

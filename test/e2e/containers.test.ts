@@ -9,6 +9,7 @@ import {
   MountPropagation,
   SecurityProfile_ProfileType,
   Signal,
+  SupplementalGroupsPolicy,
 } from "../../src/api/gen/runtime/v1/api_pb.js";
 import { mountsUnder, run } from "../../src/sys/index.js";
 import { isRoot } from "../support/berthd.js";
@@ -306,6 +307,20 @@ describe("containers", {
         [r.status.user?.linux?.uid, r.status.user?.linux?.gid, r.status.user?.linux?.supplementalGroups],
         [1000n, 3000n, [2000n, 3000n, 4000n]],
       );
+    });
+
+    test("supplemental_groups_policy Strict leaves out the image's /etc/group entries; Merge keeps them", async () => {
+      const strict = await id("berth-test/users", {
+        supplementalGroups: [4000n],
+        supplementalGroupsPolicy: SupplementalGroupsPolicy.Strict,
+      });
+      assert.equal(strict.id, "uid=1000(app) gid=1000(app) groups=1000(app),4000");
+      assert.deepEqual(strict.status.user?.linux?.supplementalGroups, [1000n, 4000n]);
+      const merge = await id("berth-test/users", {
+        supplementalGroups: [4000n],
+        supplementalGroupsPolicy: SupplementalGroupsPolicy.Merge,
+      });
+      assert.deepEqual(merge.status.user?.linux?.supplementalGroups, [1000n, 2000n, 4000n]);
     });
   });
 

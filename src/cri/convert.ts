@@ -235,10 +235,16 @@ export function toContainerConfig(c: CriContainerConfig | undefined, sandbox: Sa
       if (m.image) throw invalidArgument(`mount ${m.containerPath}: image volumes are not supported by berth yet`);
       if (m.uidMappings.length > 0 || m.gidMappings.length > 0)
         throw invalidArgument(`mount ${m.containerPath}: idmapped mounts are not supported`);
+      // As the CRI asks (and containerd checks): rro is only meaningful on a read-only, private bind.
+      if (m.recursiveReadOnly && !m.readonly)
+        throw invalidArgument(`mount ${m.containerPath}: recursive_read_only requires readonly`);
+      if (m.recursiveReadOnly && m.propagation !== MountPropagation.PROPAGATION_PRIVATE)
+        throw invalidArgument(`mount ${m.containerPath}: recursive_read_only requires propagation PROPAGATION_PRIVATE`);
       return {
         containerPath: m.containerPath,
         hostPath: m.hostPath,
         readonly: m.readonly,
+        recursiveReadOnly: m.recursiveReadOnly,
         selinuxRelabel: m.selinuxRelabel,
         propagation:
           m.propagation === MountPropagation.PROPAGATION_BIDIRECTIONAL

@@ -15,7 +15,7 @@ export function status(ctx: CriContext, req: StatusRequest): MessageInitShape<ty
     },
     runtimeHandlers: Object.keys(ctx.config.runtime.handlers).map((name) => ({
       name,
-      features: { recursiveReadOnlyMounts: false, userNamespaces: false },
+      features: { recursiveReadOnlyMounts: true, userNamespaces: false },
     })),
     features: { supplementalGroupsPolicy: true, userNamespacesHostNetwork: false },
     info: req.verbose

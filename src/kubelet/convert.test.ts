@@ -70,7 +70,7 @@ spec:
         allowPrivilegeEscalation: false
         capabilities: { add: [NET_ADMIN], drop: [ALL] }
       volumeMounts:
-        - { name: cache, mountPath: /cache }
+        - { name: cache, mountPath: /cache, readOnly: true, recursiveReadOnly: Enabled }
         - { name: host, mountPath: /data, readOnly: true, subPath: sub, mountPropagation: HostToContainer }
     - name: sidecar
       image: busybox
@@ -183,18 +183,20 @@ describe("pod → CRI config", () => {
     });
     assert.equal(c.logPath, "app/3.log");
     assert.deepEqual(
-      c.mounts.map((m) => [m.containerPath, m.hostPath, m.readonly, m.propagation]),
+      c.mounts.map((m) => [m.containerPath, m.hostPath, m.readonly, m.recursiveReadOnly, m.propagation]),
       [
         [
           "/cache",
           `/var/lib/berth/kubelet/pods/${uid}/volumes/kubernetes.io~empty-dir/cache`,
-          false,
+          true,
+          true,
           MountPropagation.PROPAGATION_PRIVATE,
         ],
-        ["/data", "/srv/data/sub", true, MountPropagation.PROPAGATION_HOST_TO_CONTAINER],
+        ["/data", "/srv/data/sub", true, false, MountPropagation.PROPAGATION_HOST_TO_CONTAINER],
         [
           "/dev/termination-log",
           `/var/lib/berth/kubelet/pods/${uid}/containers/app/3`,
+          false,
           false,
           MountPropagation.PROPAGATION_PRIVATE,
         ],

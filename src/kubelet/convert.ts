@@ -180,6 +180,7 @@ export function containerConfig(pod: Pod, ctr: ContainerSpec, o: ContainerConfig
       containerPath: vm.mountPath,
       hostPath: vm.subPath ? `${base}/${vm.subPath}` : base,
       readonly: vm.readOnly,
+      recursiveReadOnly: vm.recursiveReadOnly,
       propagation:
         vm.mountPropagation === "Bidirectional"
           ? MountPropagation.PROPAGATION_BIDIRECTIONAL
@@ -193,6 +194,7 @@ export function containerConfig(pod: Pod, ctr: ContainerSpec, o: ContainerConfig
       containerPath: ctr.terminationMessagePath,
       hostPath: o.terminationMessageFile,
       readonly: false,
+      recursiveReadOnly: false,
       propagation: MountPropagation.PROPAGATION_PRIVATE,
     });
   }

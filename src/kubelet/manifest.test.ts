@@ -255,6 +255,28 @@ spec:
     ]);
   });
 
+  test("recursiveReadOnly needs readOnly, and Enabled needs propagation None", () => {
+    const text = `
+apiVersion: v1
+kind: Pod
+metadata: { name: web }
+spec:
+  volumes: [{ name: v, emptyDir: {} }]
+  containers:
+    - name: web
+      image: busybox
+      volumeMounts:
+        - { name: v, mountPath: /a, recursiveReadOnly: IfPossible }
+        - { name: v, mountPath: /b, readOnly: true, recursiveReadOnly: Enabled, mountPropagation: HostToContainer }
+        - { name: v, mountPath: /c, readOnly: true, recursiveReadOnly: Sometimes }
+`;
+    assert.deepEqual(problems(text), [
+      "web.yaml: spec.containers[0].volumeMounts[0].recursiveReadOnly: may only be specified when readOnly is true",
+      "web.yaml: spec.containers[0].volumeMounts[1].recursiveReadOnly: Enabled requires mountPropagation None",
+      'web.yaml: spec.containers[0].volumeMounts[2].recursiveReadOnly: unsupported value "Sometimes": supported values: "Disabled", "IfPossible", "Enabled"',
+    ]);
+  });
+
   test("reserved label prefixes and bad label values are errors", () => {
     const text = POD.replace("labels: { app: web }", 'labels: { berth.io/manifest: x, app: "not ok!" }');
     assert.deepEqual(problems(text), [

@@ -125,6 +125,8 @@ export interface VolumeMount {
   name: string;
   mountPath: string;
   readOnly: boolean;
+  /** recursiveReadOnly Enabled or IfPossible: submounts read-only too. */
+  recursiveReadOnly: boolean;
   subPath: string;
   mountPropagation: "None" | "HostToContainer" | "Bidirectional";
 }

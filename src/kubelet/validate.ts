@@ -633,8 +633,8 @@ function validateMounts(
     const o = c.obj(item, p);
     if (!o) return [];
     c.fields(o, p, {
-      supported: ["name", "mountPath", "readOnly", "subPath", "mountPropagation"],
-      unsupported: { subPathExpr: "use subPath", recursiveReadOnly: "recursive read-only mounts" },
+      supported: ["name", "mountPath", "readOnly", "subPath", "mountPropagation", "recursiveReadOnly"],
+      unsupported: { subPathExpr: "use subPath" },
     });
     const name = c.str(o.name, `${p}.name`, { required: true });
     if (name !== undefined && !volumeNames.has(name))
@@ -657,8 +657,17 @@ function validateMounts(
     );
     if (mountPropagation === "Bidirectional" && !privileged)
       c.error(`${p}.mountPropagation`, "Bidirectional mount propagation is available only to privileged containers");
+    const readOnly = c.bool(o.readOnly, `${p}.readOnly`) ?? false;
+    // As the API server checks: a recursive read-only mount must be read-only and not propagate.
+    const rro = c.oneOf(o.recursiveReadOnly, `${p}.recursiveReadOnly`, ["Disabled", "IfPossible", "Enabled"] as const);
+    if (rro !== undefined && rro !== "Disabled" && !readOnly)
+      c.error(`${p}.recursiveReadOnly`, "may only be specified when readOnly is true");
+    if (rro === "Enabled" && mountPropagation !== "None")
+      c.error(`${p}.recursiveReadOnly`, "Enabled requires mountPropagation None");
     if (name === undefined || mountPath === undefined) return [];
-    return [{ name, mountPath, readOnly: c.bool(o.readOnly, `${p}.readOnly`) ?? false, subPath, mountPropagation }];
+    // berth always supports it, so IfPossible means Enabled (unless propagation rules it out, as the kubelet does).
+    const recursiveReadOnly = readOnly && mountPropagation === "None" && (rro === "Enabled" || rro === "IfPossible");
+    return [{ name, mountPath, readOnly, recursiveReadOnly, subPath, mountPropagation }];
   });
 }
 

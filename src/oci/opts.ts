@@ -372,6 +372,8 @@ export interface BindMount {
   hostPath: string;
   containerPath: string;
   readonly?: boolean;
+  /** Submounts read-only too: the "rro" option of runc 1.2 (the runtime emulates it for older runc). */
+  recursiveReadOnly?: boolean;
   /** Default "private" (rprivate). rslave/rshared only propagate when the host mount is itself shared. */
   propagation?: Propagation;
 }
@@ -400,7 +402,7 @@ export function withBindMounts(binds: readonly BindMount[]): SpecOpt {
         destination: b.containerPath,
         type: "bind",
         source: b.hostPath,
-        options: ["rbind", propagation, b.readonly ? "ro" : "rw"],
+        options: ["rbind", propagation, b.recursiveReadOnly ? "rro" : b.readonly ? "ro" : "rw"],
       };
     });
     const depth = (p: string) => p.split("/").filter(Boolean).length;

@@ -210,6 +210,7 @@ async function podMounts(input: ContainerSpecInput) {
     hostPath: string;
     containerPath: string;
     readonly?: boolean;
+    recursiveReadOnly?: boolean;
     propagation?: "private" | "rslave" | "rshared";
   }[] = [];
   const own = new Set(config.mounts.map((m) => m.containerPath.replace(/\/+$/, "")));
@@ -237,6 +238,7 @@ async function podMounts(input: ContainerSpecInput) {
       hostPath: m.hostPath,
       containerPath: m.containerPath,
       readonly: m.readonly,
+      recursiveReadOnly: m.recursiveReadOnly,
       propagation: m.propagation,
     });
   }

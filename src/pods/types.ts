@@ -96,6 +96,8 @@ export interface Mount {
   containerPath: string;
   hostPath: string;
   readonly: boolean;
+  /** Every submount of the bind read-only too (CRI recursive_read_only; implies readonly and private). */
+  recursiveReadOnly: boolean;
   propagation: "private" | "rslave" | "rshared";
   selinuxRelabel: boolean;
 }

@@ -21,6 +21,8 @@ import { invalidArgument } from "../errdefs/index.js";
  * │       ├── oom               empty; exists once the container's cgroup saw an OOM kill
  * │       └── exit              exit code (persist-dir copy)
  * ├── exits/<id>                exit code, written by conmon when the container exits; mtime = finish time
+ * ├── rro/<id>/<n>              read-only clones of the mount trees of "rro" binds (runc 1.1 has no rro);
+ * │                             outside the bundle, so removing a bundle never walks into a bind
  * ├── attach/<id> → containers/<id>   conmon's symlink, so `attach/<id>/attach` fits in sun_path (108 bytes)
  * └── exec/<id12>-<random>/     one execSync: process.json, pidfile, log; removed when it returns
  * ```
@@ -51,6 +53,8 @@ export interface ContainerPaths {
   oom: string;
   persistedExit: string;
   exitFile: string;
+  /** Mount points of the container's recursive read-only bind sources. */
+  readOnlyTrees: string;
 }
 
 // runc and containerd accept this shape; anything else could escape the state directory.
@@ -89,6 +93,7 @@ export function layout(stateDir: string): Layout {
         oom: join(dir, "oom"),
         persistedExit: join(dir, "exit"),
         exitFile: join(exits, id),
+        readOnlyTrees: join(stateDir, "rro", id),
       };
     },
   };

@@ -9,6 +9,7 @@ import { ensureDir, KeyedMutex, writeFileAtomic } from "../util/index.js";
 import { type ConmonLogLevel, conmonCreateArgv, conmonExecArgv, runConmon, startConmon } from "./conmon.js";
 import { parseCriLog } from "./cri-log.js";
 import { type Layout, layout, validateId } from "./layout.js";
+import { bindReadOnlyTrees, releaseReadOnlyTrees } from "./read-only-trees.js";
 import { createRunc, type Runc, type RuncConfig, runcMessage } from "./runc.js";
 
 /** One runtime handler (CRI `runtime_handler`): its runc and the environment its conmons get. */
@@ -246,6 +247,8 @@ export class ContainerRuntime {
         const tty = o.tty ?? false;
         const spec = structuredClone(o.spec);
         if (spec.process) spec.process.terminal = tty;
+        undo.push(() => releaseReadOnlyTrees(p.readOnlyTrees));
+        await bindReadOnlyTrees(spec, p.readOnlyTrees, o.signal);
         await writeFileAtomic(p.config, JSON.stringify(spec));
         const logPath = o.logPath || p.defaultLog;
         const rec: MonitorRecord = {
@@ -363,6 +366,7 @@ export class ContainerRuntime {
         signal: options.signal,
       });
       if (!gone) await this.killConmon(id);
+      await releaseReadOnlyTrees(p.readOnlyTrees);
       // rm does not follow a symlinked bundle: only our link goes, the caller's directory stays.
       await rm(p.dir, { recursive: true, force: true });
       await rm(p.exitFile, { force: true });

@@ -1,6 +1,7 @@
 export { type CgroupStats, readCgroupStats } from "./cgroups.js";
 export { type RunOptions, type RunResult, run, runUnchecked } from "./exec.js";
 export { type ReadFileInRootOptions, ROOTFS_READ_TIMEOUT_MS, readFileInRoot, treeUsage } from "./fs-offload.js";
+export { mountctlPath, mountRecursiveReadOnly } from "./mountctl.js";
 export {
   ensurePrivateMount,
   isMountPoint,

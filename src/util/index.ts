@@ -3,4 +3,4 @@ export { AmbiguousPrefixError, newId, resolvePrefix, shortId } from "./ids.js";
 export { KeyedMutex } from "./keyed-mutex.js";
 export { ensureDir } from "./private-dir.js";
 export { createRefreshingCache, type RefreshingCache, type RefreshingCacheOptions } from "./refreshing-cache.js";
-export { packageVersion } from "./version.js";
+export { packageRoot, packageVersion } from "./version.js";

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { mkdtemp, readFile, rename, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
@@ -446,6 +446,43 @@ describe("containers", {
         assert.match(out, /^write-refused$/m);
         assert.match(out, / \/data ro[, ]/);
       } finally {
+        await rm(host, { recursive: true, force: true });
+      }
+    });
+
+    test("a recursive read-only bind makes its submounts read-only too; a plain read-only bind does not", async () => {
+      const host = await mkdtemp(join(tmpdir(), "berth-e2e-rro-"));
+      const sub = join(host, "sub");
+      const script = "for f in /data/a /data/sub/b; do touch $f && echo wrote $f || echo refused $f; done";
+      const bind = (recursiveReadOnly: boolean) => ({
+        containerPath: "/data",
+        hostPath: host,
+        readonly: true,
+        recursiveReadOnly,
+        propagation: MountPropagation.PROPAGATION_PRIVATE,
+      });
+      try {
+        await mkdir(sub);
+        await run("mount", ["-t", "tmpfs", "-o", "size=1m", "berth-e2e-rro", sub], { name: "mount" });
+        const rro = await env.runToExit(pod, sh("rro", script, { mounts: [bind(true)] }));
+        assert.match(logContent(rro.log, "stdout"), /^refused \/data\/a\nrefused \/data\/sub\/b$/m);
+        const ro = await env.runToExit(pod, sh("ro", script, { mounts: [bind(false)] }));
+        assert.match(logContent(ro.log, "stdout"), /^refused \/data\/a\nwrote \/data\/sub\/b$/m);
+        const clones = async () => (await mountsUnder(env.d.state)).filter((m) => m.includes(`/rro/${rro.id}/`));
+        assert.ok((await clones()).length >= 2, "the clone and its submount are mounted while the container exists");
+        // RemoveContainer detaches the read-only clones: none is left mounted on the host.
+        await env.d.client.runtime.removeContainer({ containerId: rro.id });
+        assert.deepEqual(await clones(), []);
+        await assert.rejects(
+          env.d.client.runtime.createContainer({
+            podSandboxId: pod.id,
+            sandboxConfig: pod.config,
+            config: sh("rro-rw", "true", { mounts: [{ ...bind(true), readonly: false }] }),
+          }),
+          grpcError(Code.InvalidArgument, /recursive_read_only requires readonly/),
+        );
+      } finally {
+        await run("umount", [sub], { name: "umount" }).catch(() => {});
         await rm(host, { recursive: true, force: true });
       }
     });

@@ -165,6 +165,7 @@ export async function buildModules(config: Config, store: Store, log: Logger): P
     network: sandboxNetwork,
     handlers: Object.keys(config.runtime.handlers),
     defaultHandler: config.runtime.default,
+    cgroupDriver: config.runtime.cgroup_driver === "systemd" ? "systemd" : "cgroupfs",
     log: log.child({ component: "sandboxes" }),
   });
 

@@ -31,6 +31,7 @@ import {
   withTerminal,
   withUser,
 } from "../oci/index.js";
+import { cgroupsPath } from "./cgroup-paths.js";
 import type { ContainerConfig, NamespaceMode, SandboxRecord } from "./types.js";
 import type { ResolvedUser } from "./users.js";
 
@@ -129,7 +130,7 @@ export async function containerSpec(input: ContainerSpecInput): Promise<Spec> {
       config.devices.map((d) => ({ hostPath: d.hostPath, containerPath: d.containerPath, permissions: d.permissions })),
     ),
     withSysctls(sandbox.config.sysctls),
-    withCgroupsPath(`${sandbox.config.cgroupParent || "/berth"}/${input.id}`),
+    withCgroupsPath(cgroupsPath(sandbox, input.id)),
     withResources(config.resources),
     withAnnotations({
       ...config.annotations,

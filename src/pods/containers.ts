@@ -7,6 +7,7 @@ import type { ContainerExit, ContainerRuntime, ExecSyncResult } from "../runtime
 import type { Collection } from "../store/index.js";
 import { type CgroupStats, readCgroupStats } from "../sys/index.js";
 import { AmbiguousPrefixError, KeyedMutex, newId, resolvePrefix } from "../util/index.js";
+import { cgroupDir } from "./cgroup-paths.js";
 import { containerSpec, type ImageRuntimeConfig, stopSignalOf } from "./container-spec.js";
 import { matchLabels } from "./filters.js";
 import type { SandboxManager } from "./sandboxes.js";
@@ -414,10 +415,7 @@ export class ContainerManager {
   async stats(ref: string): Promise<ContainerStatsRecord> {
     const rec = this.get(ref);
     const sandbox = this.o.sandboxes.get(rec.sandboxId);
-    const cgroup =
-      rec.state === "running"
-        ? await readCgroupStats(`${sandbox.config.cgroupParent || "/berth"}/${rec.id}`)
-        : undefined;
+    const cgroup = rec.state === "running" ? await readCgroupStats(cgroupDir(sandbox, rec.id)) : undefined;
     let nanoCores: bigint | undefined;
     if (cgroup) {
       const prev = this.cpuSamples.get(rec.id);

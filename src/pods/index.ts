@@ -1,3 +1,4 @@
+export { cgroupDir, cgroupsPath, sliceDir } from "./cgroup-paths.js";
 export { type ImageRuntimeConfig, processArgs, processEnv, stopSignalOf } from "./container-spec.js";
 export {
   type ContainerEvent,
@@ -18,6 +19,7 @@ export {
 } from "./sandboxes.js";
 export { createStreamingBackend, type PreparedExec, type StreamingBackendOptions } from "./streaming.js";
 export type {
+  CgroupDriver,
   ContainerConfig,
   ContainerFilter,
   ContainerRecord,

@@ -16,6 +16,7 @@ import {
   withSysctls,
 } from "../oci/index.js";
 import type { ContainerRuntime } from "../runtime/index.js";
+import { cgroupsPath } from "./cgroup-paths.js";
 import type { SandboxRecord } from "./types.js";
 
 /**
@@ -59,7 +60,7 @@ export function createSandboxInfra(o: InfraOptions): SandboxInfra {
         ns.ipc === "node" ? withHostNamespace("ipc") : withNamespace("ipc", sb.ipcPath),
         ns.network === "node" ? withHostNamespace("uts") : withNamespace("uts", sb.utsPath),
         withSysctls(sb.config.sysctls),
-        withCgroupsPath(`${sb.config.cgroupParent || "/berth"}/${sb.id}`),
+        withCgroupsPath(cgroupsPath(sb, sb.id)),
         // The infra process should be the last thing the OOM killer picks in its pod.
         withOomScoreAdj(-998, o.oomScoreAdjFloor !== undefined ? { floor: o.oomScoreAdjFloor } : {}),
       ];

@@ -12,10 +12,11 @@ import {
   unpinNamespace,
 } from "../sys/index.js";
 import { AmbiguousPrefixError, KeyedMutex, newId, resolvePrefix } from "../util/index.js";
+import { validateCgroupParent } from "./cgroup-paths.js";
 import { writePodFiles } from "./files.js";
 import { matchLabels } from "./filters.js";
 import type { SandboxInfra } from "./infra.js";
-import type { SandboxConfig, SandboxFilter, SandboxRecord } from "./types.js";
+import type { CgroupDriver, SandboxConfig, SandboxFilter, SandboxRecord } from "./types.js";
 import { nowNs } from "./types.js";
 
 /**
@@ -47,6 +48,8 @@ export interface SandboxManagerOptions {
   network: SandboxNetwork;
   handlers: readonly string[];
   defaultHandler: string;
+  /** How new pods' cgroups are named (an existing pod keeps the driver it was made with). */
+  cgroupDriver?: CgroupDriver;
   log: Logger;
 }
 
@@ -125,6 +128,8 @@ export class SandboxManager {
     if (!this.o.handlers.includes(runtimeHandler)) throw invalidArgument(`unknown runtime handler "${handler}"`);
     if (config.namespaces.pid === "target")
       throw invalidArgument("pid namespace mode TARGET is only valid for containers");
+    const cgroupDriver = this.o.cgroupDriver ?? "cgroupfs";
+    validateCgroupParent(config.cgroupParent, cgroupDriver);
     const key = nameKey(config);
     const existing = this.names.get(key);
     if (existing) throw alreadyExists(`sandbox name ${key} is reserved for ${existing}`);
@@ -136,6 +141,7 @@ export class SandboxManager {
       state: "creating",
       config,
       runtimeHandler,
+      cgroupDriver,
       createdAt: nowNs(),
       ip: "",
       additionalIps: [],

@@ -4,6 +4,9 @@
  */
 import type { ResourceLimits } from "../oci/index.js";
 
+/** How cgroups are named and created: plain paths (cgroupfs) or systemd units (see cgroup-paths.ts). */
+export type CgroupDriver = "cgroupfs" | "systemd";
+
 /** Identity the kubelet gives a pod; unique per (namespace, name, uid, attempt). */
 export interface PodMetadata {
   name: string;
@@ -75,6 +78,8 @@ export interface SandboxRecord {
   state: SandboxState;
   config: SandboxConfig;
   runtimeHandler: string;
+  /** The cgroup driver the pod's cgroups were made with (absent in records older than the option: cgroupfs). */
+  cgroupDriver?: CgroupDriver;
   createdAt: string;
   /** Pinned namespace files (absent for host namespaces). */
   netnsPath?: string;

@@ -232,7 +232,8 @@ export function toContainerConfig(c: CriContainerConfig | undefined, sandbox: Sa
     workingDir: c.workingDir,
     envs: c.envs.map((kv) => ({ key: kv.key, value: decoder.decode(kv.value) })),
     mounts: c.mounts.map((m) => {
-      if (m.image) throw invalidArgument(`mount ${m.containerPath}: image volumes are not supported by berth yet`);
+      if (!m.image?.image && m.imageSubPath)
+        throw invalidArgument(`mount ${m.containerPath}: image_sub_path is only valid with an image volume`);
       if (m.uidMappings.length > 0 || m.gidMappings.length > 0)
         throw invalidArgument(`mount ${m.containerPath}: idmapped mounts are not supported`);
       // As the CRI asks (and containerd checks): rro is only meaningful on a read-only, private bind.
@@ -245,6 +246,7 @@ export function toContainerConfig(c: CriContainerConfig | undefined, sandbox: Sa
         hostPath: m.hostPath,
         readonly: m.readonly,
         recursiveReadOnly: m.recursiveReadOnly,
+        ...(m.image?.image ? { image: m.image.image, imageSubPath: m.imageSubPath } : {}),
         selinuxRelabel: m.selinuxRelabel,
         propagation:
           m.propagation === MountPropagation.PROPAGATION_BIDIRECTIONAL
@@ -391,7 +393,8 @@ export function toContainerStatus(r: ContainerRecord): MessageInitShape<typeof C
     mounts: r.config.mounts.map((m) => ({
       containerPath: m.containerPath,
       hostPath: m.hostPath,
-      readonly: m.readonly,
+      readonly: m.readonly || m.image !== undefined,
+      ...(m.image ? { image: { image: m.image }, imageSubPath: m.imageSubPath ?? "" } : {}),
       selinuxRelabel: m.selinuxRelabel,
       propagation:
         m.propagation === "rshared"

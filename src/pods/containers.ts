@@ -10,6 +10,7 @@ import { AmbiguousPrefixError, KeyedMutex, newId, resolvePrefix } from "../util/
 import { cgroupDir } from "./cgroup-paths.js";
 import { containerSpec, type ImageRuntimeConfig, stopSignalOf } from "./container-spec.js";
 import { matchLabels } from "./filters.js";
+import { prepareImageVolumes, releaseImageVolumes } from "./image-volumes.js";
 import type { SandboxManager } from "./sandboxes.js";
 import type { ContainerConfig, ContainerFilter, ContainerRecord, ContainerState } from "./types.js";
 import { nowNs } from "./types.js";
@@ -227,9 +228,10 @@ export class ContainerManager {
         rec.uid = user.uid;
         rec.gid = user.gid;
         rec.supplementalGids = user.additionalGids;
+        const mounts = await prepareImageVolumes(id, config.mounts, this.o);
         const spec = await containerSpec({
           id,
-          config,
+          config: { ...config, mounts },
           sandbox,
           image: image.config,
           imageName: image.name,
@@ -262,6 +264,9 @@ export class ContainerManager {
         await this.o.rootfs
           .release(id)
           .catch((e) => this.o.log.error({ err: e, containerId: id }, "rollback: release rootfs"));
+        await releaseImageVolumes(id, config.mounts, this.o.rootfs).catch((e) =>
+          this.o.log.error({ err: e, containerId: id }, "rollback: release image volumes"),
+        );
         this.o.records.delete(id);
         this.names.delete(key);
         throw wrap(err, `create container ${config.name}`);
@@ -313,6 +318,7 @@ export class ContainerManager {
       if (!rec) return;
       await this.o.runtime.delete(id);
       await this.o.rootfs.release(id);
+      await releaseImageVolumes(id, rec.config.mounts, this.o.rootfs);
       this.o.records.delete(id);
       this.cpuSamples.delete(id);
       this.emit("deleted", rec);

@@ -105,6 +105,10 @@ export interface Mount {
   recursiveReadOnly: boolean;
   propagation: "private" | "rslave" | "rshared";
   selinuxRelabel: boolean;
+  /** An image volume: this image (ID or reference, already pulled) mounted read-only instead of hostPath. */
+  image?: string;
+  /** With `image`: the directory of the image to mount instead of its root. */
+  imageSubPath?: string;
 }
 
 export interface Device {

@@ -487,6 +487,47 @@ describe("containers", {
       }
     });
 
+    test("an image volume mounts another image read-only, whole or a sub path, and keeps its layers while in use", async () => {
+      const web = env.image("berth-test/web");
+      const rt = env.d.client.runtime;
+      await env.d.client.image.pullImage({ image: { image: web } });
+      const volume = (containerPath: string, imageSubPath = "") => ({
+        containerPath,
+        image: { image: web },
+        imageSubPath,
+        propagation: MountPropagation.PROPAGATION_PRIVATE,
+      });
+      const id = await env.startContainer(
+        pod,
+        sh("imagevol", "exec sleep 3600", { mounts: [volume("/vol"), volume("/site", "www")] }),
+      );
+      const volumes = async () => (await mountsUnder(env.d.state)).filter((m) => m.includes(`${id}-image-volume`));
+      try {
+        assert.equal((await volumes()).length, 2, "one snapshot mount per volume");
+        assert.equal((await exec(id, ["cat", "/vol/www/index.html"])).stdout, "hello from berth\n");
+        assert.equal((await exec(id, ["cat", "/site/index.html"])).stdout, "hello from berth\n");
+        const write = await exec(id, ["sh", "-c", "touch /vol/x 2>&1; echo rc=$?"]);
+        assert.match(write.stdout, /Read-only file system[\s\S]*rc=1/);
+        const status = await rt.containerStatus({ containerId: id });
+        const reported = status.status?.mounts.find((m) => m.containerPath === "/site");
+        assert.deepEqual([reported?.image?.image, reported?.imageSubPath, reported?.readonly], [web, "www", true]);
+        // Removing the image (and so collecting garbage) leaves the layers the volume is using.
+        await env.d.client.image.removeImage({ image: { image: web } });
+        assert.equal((await exec(id, ["cat", "/site/index.html"])).stdout, "hello from berth\n");
+      } finally {
+        await rt.removeContainer({ containerId: id });
+      }
+      assert.deepEqual(await volumes(), [], "RemoveContainer unmounted the volumes");
+      await assert.rejects(
+        rt.createContainer({
+          podSandboxId: pod.id,
+          sandboxConfig: pod.config,
+          config: sh("imagevol-missing", "true", { mounts: [volume("/vol")] }),
+        }),
+        grpcError(Code.NotFound, /image volume .*berth-test\/web.* is not present/),
+      );
+    });
+
     test("a mount made by a privileged container under a BIDIRECTIONAL mount of a shared host dir reaches the host", async () => {
       // The host side must be a shared mount for anything to propagate (/ on this host is private),
       // as critest arranges it: bind the directory onto itself and make that shared.

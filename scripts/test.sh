@@ -7,6 +7,9 @@ bash scripts/setup.sh
 
 echo "== lint"
 npx biome check .
+# The build compiles src/ only (tests and the bench run through tsx); this checks the types of all of it.
+echo "== types"
+npx tsc -p tsconfig.json --noEmit
 echo "== import cycles"
 npx madge --circular --extensions ts --ts-config tsconfig.json src
 

@@ -3,8 +3,8 @@ import { once } from "node:events";
 import { connect, createServer, type Server } from "node:net";
 import { PassThrough, Readable, Writable } from "node:stream";
 import { after, before, test } from "node:test";
+import { HostProcessBackend } from "../../test/support/host-backend.js";
 import { StreamingServer } from "../streaming/index.js";
-import { HostProcessBackend } from "../streaming/testing/index.js";
 import { parsePortMapping, runRemoteCommand, startPortForward } from "./stream-session.js";
 
 // The CLI's side of exec/attach/port-forward against the real streaming server, with host

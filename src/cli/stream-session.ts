@@ -1,21 +1,18 @@
 /**
  * The client side of Exec, Attach and PortForward: the CRI call returns a URL on the runtime's
  * streaming server, which this module dials over SPDY/3.1 the way kubectl and crictl do.
- *
- * TODO(#6): the SPDY client comes from the streaming test kit (src/streaming/testing); once the
- * streaming issue offers a client for production use (in src/client/), import it from there.
  */
 import { createServer, type Server, type Socket } from "node:net";
 import type { Readable, Writable } from "node:stream";
 import { pipeline } from "node:stream/promises";
-import type { SpdyPortForwardClient } from "../streaming/testing/index.js";
+import type { SpdyPortForwardClient } from "../client/streaming/index.js";
 
 /**
  * The streaming client, loaded on first use: only exec -i/-t, attach and port-forward need it, and
  * no other command should fail to start because of it.
  */
 function streamingClient() {
-  return import("../streaming/testing/index.js");
+  return import("../client/streaming/index.js");
 }
 
 /** The terminal and streams of an interactive session (process.stdin/stdout/stderr by default). */

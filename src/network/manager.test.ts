@@ -10,6 +10,15 @@ import { connect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
+import {
+  cleanupHost,
+  eventually,
+  type HostSnapshot,
+  iptablesLinesWith,
+  privateNet,
+  rootSkipReason,
+  snapshotHost,
+} from "../../test/support/network-env.js";
 import { runUnchecked } from "../sys/index.js";
 import { newId } from "../util/index.js";
 import {
@@ -25,15 +34,6 @@ import {
   runInNetns,
   type SetUpRequest,
 } from "./index.js";
-import {
-  cleanupHost,
-  eventually,
-  type HostSnapshot,
-  iptablesLinesWith,
-  privateNet,
-  rootSkipReason,
-  snapshotHost,
-} from "./test-env.js";
 
 const skip = await rootSkipReason();
 

@@ -3,9 +3,9 @@ import { mkdtemp, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
+import { rootSkipReason } from "../../test/support/network-env.js";
 import { runUnchecked } from "../sys/index.js";
 import { createNetns, isNetns, removeNetns, runInNetns } from "./index.js";
-import { rootSkipReason } from "./test-env.js";
 
 const skip = await rootSkipReason();
 

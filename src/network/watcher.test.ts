@@ -3,8 +3,8 @@ import { mkdir, mkdtemp, rename, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
+import { eventually } from "../../test/support/network-env.js";
 import { createNetworkManager, defaultConflist, NETWORK_NOT_READY_REASON } from "./index.js";
-import { eventually } from "./test-env.js";
 
 describe("network readiness follows the conf dir", () => {
   let base = "";

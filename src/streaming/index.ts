@@ -4,12 +4,20 @@
  * The CRI adapter validates and caches a request with `prepareExec`/`prepareAttach`/
  * `preparePortForward` and returns the URL; the daemon constructs the server with a
  * `StreamingBackend` that runs processes and dials pod ports, `listen()`s, and `close()`s it at
- * shutdown. Test clients for both protocols (and a kubectl harness) are in `./testing/index.ts`.
+ * shutdown. Clients of both protocols are in `client/streaming/`; the tests' host-process backend and
+ * kubectl harness in `test/support/`.
  */
 export { PORT_FORWARD_SPDY_PROTOCOLS } from "./portforward.js";
 export { type KubeStatus, REMOTE_COMMAND_SPDY_PROTOCOLS } from "./remotecommand.js";
 export { RequestCache, type RequestCacheOptions } from "./request-cache.js";
 export { type CachedRequest, StreamingServer, type StreamingServerOptions, type StreamKind } from "./server.js";
+export {
+  type FlowControlMode,
+  SpdySession,
+  type SpdySessionOptions,
+  SpdyStream,
+  SpdyStreamResetError,
+} from "./spdy/session.js";
 export type {
   AttachRequest,
   ExecRequest,

@@ -14,9 +14,10 @@ import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
+import { HostProcessBackend } from "../../test/support/host-backend.js";
+import { type KubeApiShim, type ShimRequest, startKubeApiShim } from "../../test/support/kube-api-shim.js";
 import { skipUnlessCi } from "../../test/support/skip.js";
 import { StreamingServer } from "./index.js";
-import { HostProcessBackend, type KubeApiShim, type ShimRequest, startKubeApiShim } from "./testing/index.js";
 
 function findKubectl(): string | undefined {
   try {

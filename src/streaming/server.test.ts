@@ -4,13 +4,9 @@ import { createServer as createHttpServer, request } from "node:http";
 import { createServer as createTcpServer, type Server, type Socket } from "node:net";
 import { after, before, describe, test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
-import { isKind } from "../errdefs/index.js";
-import { type ExecRequest, StreamingServer, type StreamingServerOptions } from "./index.js";
-import { RstStatus } from "./spdy/framing.js";
-import { SpdyStreamResetError } from "./spdy/session.js";
+import { HostProcessBackend } from "../../test/support/host-backend.js";
 import {
   dialSpdy,
-  HostProcessBackend,
   openStream,
   roundTrip,
   SpdyPortForwardClient,
@@ -19,7 +15,11 @@ import {
   WsChannelClient,
   WsPortForwardClient,
   wsExec,
-} from "./testing/index.js";
+} from "../client/streaming/index.js";
+import { isKind } from "../errdefs/index.js";
+import { type ExecRequest, StreamingServer, type StreamingServerOptions } from "./index.js";
+import { RstStatus } from "./spdy/framing.js";
+import { SpdyStreamResetError } from "./spdy/session.js";
 
 const SH = ["/bin/busybox", "sh", "-c"];
 

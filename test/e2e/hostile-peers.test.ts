@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { readFile } from "node:fs/promises";
 import { after, before, describe, test } from "node:test";
-import { roundTrip, SpdyPortForwardClient } from "../../src/streaming/testing/index.js";
+import { roundTrip, SpdyPortForwardClient } from "../../src/client/streaming/index.js";
 import { isRoot } from "../support/berthd.js";
 import { closePodEnv, type Pod, type PodEnv, shell, startPodEnv } from "../support/pods.js";
 import { skipUnlessCi } from "../support/skip.js";

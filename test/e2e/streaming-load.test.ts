@@ -16,7 +16,7 @@ import {
   UpgradeRejectedError,
   WsPortForwardClient,
   wsExec,
-} from "../../src/streaming/testing/index.js";
+} from "../../src/client/streaming/index.js";
 import { isRoot } from "../support/berthd.js";
 import { closePodEnv, eventually, type Pod, type PodEnv, shell, sleep, startPodEnv } from "../support/pods.js";
 import { sizeFromEnv, skipUnlessCi } from "../support/skip.js";

@@ -23,7 +23,7 @@ import {
   WsChannelClient,
   WsPortForwardClient,
   wsExec,
-} from "../../src/streaming/testing/index.js";
+} from "../../src/client/streaming/index.js";
 import { isRoot } from "../support/berthd.js";
 import { closePodEnv, grpcError, type Pod, type PodEnv, shell, startPodEnv } from "../support/pods.js";
 import { IN_CI, skipUnlessCi } from "../support/skip.js";

@@ -11,15 +11,14 @@
 import { readdir, readFile, readlink } from "node:fs/promises";
 import { join } from "node:path";
 import type { Readable } from "node:stream";
-import type { TerminalSize } from "../../src/streaming/index.js";
-import type { SpdyStream } from "../../src/streaming/spdy/session.js";
 import {
   decodeErrorStream,
   dialSpdy,
   type ExecOutcome,
   openStream,
   WsChannelClient,
-} from "../../src/streaming/testing/index.js";
+} from "../../src/client/streaming/index.js";
+import type { SpdyStream, TerminalSize } from "../../src/streaming/index.js";
 
 export type Transport = "spdy" | "websocket";
 

@@ -1,6 +1,10 @@
 /**
- * Streaming test kit: SPDY and WebSocket clients that behave like kubectl/client-go, and a backend
- * that runs host processes. Used by the streaming server's tests and by berthd's end-to-end tests.
+ * Clients of the Kubernetes streaming protocols (SPDY/3.1 and WebSocket channels), the counterparts of
+ * client-go's executors and port forwarders: the CLI's exec, attach and port-forward use the SPDY client,
+ * and the tests of the streaming server and of berthd use both.
+ *
+ * A folder of its own, not part of `client/index.ts`: the CLI loads it only for the commands that stream
+ * (`import()` on first use), so no other command pays for loading it.
  */
 export {
   decodeErrorStream,
@@ -8,8 +12,6 @@ export {
   type ExecOutcome,
   UpgradeRejectedError,
 } from "./common.js";
-export { HostProcessBackend, type RecordedCall } from "./host-backend.js";
-export { type KubeApiShim, type KubeApiShimOptions, type ShimRequest, startKubeApiShim } from "./kube-api-shim.js";
 export {
   dialSpdy,
   type ForwardedConnection,

@@ -1,12 +1,12 @@
 /**
  * A SPDY/3.1 streaming client, the counterpart of client-go's SPDY executor and port forwarder,
- * for tests of the streaming server and end-to-end tests of berthd. It opens streams in the order
- * client-go does, so the server sees what kubectl would send.
+ * used by the CLI's exec, attach and port-forward and by the tests of the streaming server and of
+ * berthd. It opens streams in the order client-go does, so the server sees what kubectl would send.
  */
 
 import { request } from "node:http";
 import { pipeline } from "node:stream/promises";
-import { type FlowControlMode, SpdySession, type SpdyStream } from "../spdy/session.js";
+import { type FlowControlMode, SpdySession, type SpdyStream } from "../../streaming/index.js";
 import {
   collect,
   decodeErrorStream,

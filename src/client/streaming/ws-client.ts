@@ -1,6 +1,6 @@
 /**
  * A WebSocket streaming client speaking the Kubernetes channel protocol (binary, base64 and v5),
- * for tests of the streaming server and end-to-end tests of berthd. It plays the part of kubectl
+ * for the streaming server's tests and berthd's end-to-end tests (the CLI speaks SPDY). It plays the part of kubectl
  * 1.31+ (v5.channel.k8s.io), crictl `--transport websocket` and the legacy web consoles.
  */
 

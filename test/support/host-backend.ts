@@ -18,7 +18,7 @@ import type {
   StreamIO,
   StreamingBackend,
   TerminalSize,
-} from "../types.js";
+} from "../../src/streaming/index.js";
 
 /** One backend call as the test sees it afterwards. */
 export interface RecordedCall<R> {

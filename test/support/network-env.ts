@@ -1,11 +1,11 @@
 /**
- * Helpers for this folder's tests only (not exported from index.ts): a private bridge and
- * subnet per test file, and cleanup that removes exactly what a test made on the host.
+ * Helpers for the network domain's tests (src/network/*.test.ts): a private bridge and subnet per
+ * test file, and cleanup that removes exactly what a test made on the host.
  */
 
 import { randomBytes } from "node:crypto";
 import { access, readFile, writeFile } from "node:fs/promises";
-import { run, runUnchecked } from "../sys/index.js";
+import { run, runUnchecked } from "../../src/sys/index.js";
 
 const NEEDED = [
   "/usr/lib/cni/bridge",

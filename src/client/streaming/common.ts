@@ -1,7 +1,6 @@
 import type { IncomingHttpHeaders, IncomingMessage } from "node:http";
 import { Readable } from "node:stream";
-import type { KubeStatus } from "../remotecommand.js";
-import type { TerminalSize } from "../types.js";
+import type { KubeStatus, TerminalSize } from "../../streaming/index.js";
 
 /** The server answered an upgrade request with a plain HTTP response (404, 400, 403, ...). */
 export class UpgradeRejectedError extends Error {

@@ -1,4 +1,5 @@
 /** Durations and points in time as users type them on the command line (Go's time.ParseDuration, RFC 3339). */
+import { parseRfc3339 } from "../crilog/index.js";
 
 const UNIT_MS: Record<string, number> = { ns: 1e-6, us: 1e-3, µs: 1e-3, ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
 
@@ -17,20 +18,6 @@ export function parseDuration(value: string): number {
   }
   if (value.length === 0) throw new Error('invalid duration "": expected e.g. 30s, 5m, 1h30m');
   return ms;
-}
-
-const RFC3339 = /^(\d{4}-\d\d-\d\d)[Tt ](\d\d:\d\d:\d\d)(?:\.(\d+))?([Zz]|[+-]\d\d:\d\d)$/;
-
-/**
- * Milliseconds since the epoch of an RFC 3339 time with any number of fraction digits (CRI logs
- * write nanoseconds); NaN when `value` is not one.
- */
-export function parseRfc3339(value: string): number {
-  const m = RFC3339.exec(value);
-  if (!m) return Number.NaN;
-  const fraction = (m[3] ?? "").padEnd(3, "0").slice(0, 3);
-  const zone = m[4] === "z" ? "Z" : m[4];
-  return Date.parse(`${m[1]}T${m[2]}.${fraction}${zone}`);
 }
 
 /**

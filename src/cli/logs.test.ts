@@ -5,7 +5,8 @@ import { join } from "node:path";
 import { Writable } from "node:stream";
 import { after, before, test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
-import { printLogs } from "./logs.js";
+import { parseCriLog } from "../crilog/index.js";
+import { formatLogLine, printLogs, TailBuffer } from "./logs.js";
 
 let dir: string;
 before(async () => {
@@ -108,4 +109,24 @@ test("-f on a container that already stopped prints the log and returns", async 
   const { out } = await run(path, { follow: true });
   assert.equal(out, "one\ntwo\nthree\n");
   assert.ok(Date.now() - started < 2000);
+});
+
+test("formatLogLine adds the newline of complete lines and the timestamp on request", () => {
+  const [line] = parseCriLog("2024-05-01T10:00:00.5Z stdout F hi");
+  assert.ok(line);
+  assert.equal(formatLogLine(line), "hi\n");
+  assert.equal(formatLogLine(line, { timestamps: true }), "2024-05-01T10:00:00.5Z hi\n");
+  assert.equal(formatLogLine({ ...line, complete: false }), "hi");
+});
+
+test("TailBuffer keeps the last n items; 0 keeps none, negative keeps all", () => {
+  const t = new TailBuffer<number>(2);
+  for (const n of [1, 2, 3, 4]) t.push(n);
+  assert.deepEqual(t.items(), [3, 4]);
+  const none = new TailBuffer<number>(0);
+  none.push(1);
+  assert.deepEqual(none.items(), []);
+  const all = new TailBuffer<number>(-1);
+  for (const n of [1, 2, 3]) all.push(n);
+  assert.deepEqual(all.items(), [1, 2, 3]);
 });

@@ -7,11 +7,10 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import type { Command } from "commander";
 import { type Container, ContainerState } from "../api/gen/runtime/v1/api_pb.js";
 import type { CriClient } from "../client/index.js";
+import { CriLogReader, type CriLogRecord, LineJoiner, type LogLine } from "../crilog/index.js";
 import { nonNegativeInt } from "./args.js";
 import { invalidArgument, notFound, withClient } from "./context.js";
-import { formatLogLine, LogJoiner, type LogLine, parseCriLogLine, TailBuffer } from "./cri-log.js";
 import { parseSince } from "./duration.js";
-import { followLog, LogFileReader } from "./log-reader.js";
 import { resolveContainer, resolvePod } from "./resolve.js";
 
 interface LogsOptions {
@@ -80,35 +79,54 @@ export interface PrintLogsOptions {
 export async function printLogs(path: string, options: PrintLogsOptions): Promise<void> {
   const out = options.out ?? process.stdout;
   const err = options.err ?? process.stderr;
-  const joiner = new LogJoiner();
+  const joiner = new LineJoiner();
   const wanted = (l: LogLine) => options.sinceMs === undefined || l.timeMs >= options.sinceMs;
   const write = (l: LogLine) =>
     (l.stream === "stderr" ? err : out).write(formatLogLine(l, { timestamps: options.timestamps }));
-  // Each raw file line goes through the joiner; `sink` gets the complete lines --since lets through.
-  const feed = (sink: (l: LogLine) => void) => (raw: string) => {
-    const entry = parseCriLogLine(raw);
-    const line = entry && joiner.push(entry);
-    if (line && wanted(line)) sink(line);
+  // Each record goes through the joiner; `sink` gets the complete lines --since lets through.
+  const feed = async (records: AsyncIterable<CriLogRecord>, sink: (l: LogLine) => void) => {
+    for await (const rec of records) {
+      const line = joiner.push(rec);
+      if (line && wanted(line)) sink(line);
+    }
   };
-  const reader = await LogFileReader.open(path);
+  const reader = await CriLogReader.open(path);
   try {
     // What is there now: keep the --tail window, print it.
     const tail = new TailBuffer<LogLine>(options.tail ?? -1);
-    const toTail = feed((l) => tail.push(l));
-    await reader.read(toTail);
-    if (!options.follow) {
-      reader.flushRest(toTail);
-      for (const line of joiner.flush()) if (wanted(line)) tail.push(line);
-    }
+    await feed(reader.read({ final: !options.follow }), (l) => tail.push(l));
+    if (!options.follow) for (const line of joiner.flush()) if (wanted(line)) tail.push(line);
     for (const line of tail.items()) write(line);
     if (!options.follow) return;
-    await followLog(reader, feed(write), {
-      isRunning: options.isRunning,
-      ...(options.signal ? { signal: options.signal } : {}),
-    });
+    await feed(
+      reader.follow({ isRunning: options.isRunning, ...(options.signal ? { signal: options.signal } : {}) }),
+      write,
+    );
     for (const line of joiner.flush()) if (wanted(line)) write(line);
   } finally {
     await reader.close();
+  }
+}
+
+/** What `logs` prints for one line: the content (and with `timestamps` the entry's timestamp first), newline-terminated when complete. */
+export function formatLogLine(line: LogLine, options: { timestamps?: boolean } = {}): string {
+  const prefix = options.timestamps ? `${line.timestamp} ` : "";
+  return `${prefix}${line.content}${line.complete ? "\n" : ""}`;
+}
+
+/** Keeps the last `n` items pushed (the --tail window); n < 0 keeps all. */
+export class TailBuffer<T> {
+  readonly #items: T[] = [];
+  constructor(readonly n: number) {}
+
+  push(item: T): void {
+    if (this.n === 0) return;
+    this.#items.push(item);
+    if (this.n > 0 && this.#items.length > this.n) this.#items.shift();
+  }
+
+  items(): readonly T[] {
+    return this.#items;
   }
 }
 

@@ -9,8 +9,7 @@ import type {
   PodSandboxStatsRequest,
   PodSandboxStatsSchema,
 } from "../api/gen/runtime/v1/api_pb.js";
-import type { ContainerStatsRecord, SandboxRecord } from "../pods/index.js";
-import { interfaceCounters } from "../sys/index.js";
+import { type ContainerStatsRecord, type SandboxStatsRecord, sandboxStats } from "../pods/index.js";
 import type { CriContext } from "./context.js";
 
 // ContainerStats and ListContainerStats: cgroup CPU/memory and writable-layer usage per container.
@@ -77,33 +76,18 @@ export async function listContainerStats(
   return { stats: stats.filter((s): s is ContainerStatsRecord => s !== undefined).map(toContainerStats) };
 }
 
-/**
- * PodSandboxStats: the pod's CPU and memory as the sum over its running containers (berth runs
- * no process for a pod of its own), its process count, its network counters read from the
- * namespace of one of its processes, and every container's stats.
- */
-async function toPodSandboxStats(
-  ctx: CriContext,
-  sb: SandboxRecord,
-): Promise<MessageInitShape<typeof PodSandboxStatsSchema>> {
-  const records = ctx.pods.containers.list({ sandboxId: sb.id });
-  const stats = (await Promise.all(records.map((r) => ctx.pods.containers.stats(r.id).catch(() => undefined)))).filter(
-    (s): s is ContainerStatsRecord => s !== undefined,
-  );
-  const now = BigInt(Date.now()) * 1_000_000n;
+/** PodSandboxStats as the CRI spells it; the figures are the sandbox domain's (see pods' sandboxStats). */
+function toPodSandboxStats(s: SandboxStatsRecord): MessageInitShape<typeof PodSandboxStatsSchema> {
+  const sb = s.record;
   const u64 = (v: bigint) => ({ value: v });
-  const sum = (f: (s: ContainerStatsRecord) => bigint | undefined) => stats.reduce((a, s) => a + (f(s) ?? 0n), 0n);
-  const running = stats.filter((s) => s.cgroup !== undefined);
-  const pid = running[0]?.record.pid ?? sb.infraPid;
-  const ifaces = pid && sb.config.namespaces.network !== "node" ? await interfaceCounters(pid) : [];
-  const toIface = (i: (typeof ifaces)[number]) => ({
+  const at = s.timestamp;
+  const toIface = (i: SandboxStatsRecord["interfaces"][number]) => ({
     name: i.name,
     rxBytes: u64(i.rxBytes),
     rxErrors: u64(i.rxErrors),
     txBytes: u64(i.txBytes),
     txErrors: u64(i.txErrors),
   });
-  const eth0 = ifaces.find((i) => i.name === "eth0") ?? ifaces[0];
   return {
     attributes: {
       id: sb.id,
@@ -113,31 +97,37 @@ async function toPodSandboxStats(
     },
     linux: {
       cpu: {
-        timestamp: now,
-        usageCoreNanoSeconds: u64(sum((s) => s.cgroup?.cpuUsageNs)),
-        ...(running.every((s) => s.nanoCores !== undefined) && running.length > 0
-          ? { usageNanoCores: u64(sum((s) => s.nanoCores)) }
-          : {}),
+        timestamp: at,
+        usageCoreNanoSeconds: u64(s.cpu.usageCoreNanoSeconds),
+        ...(s.cpu.usageNanoCores !== undefined ? { usageNanoCores: u64(s.cpu.usageNanoCores) } : {}),
       },
       memory: {
-        timestamp: now,
-        workingSetBytes: u64(sum((s) => s.cgroup?.workingSetBytes)),
-        usageBytes: u64(sum((s) => s.cgroup?.memoryUsageBytes)),
-        rssBytes: u64(sum((s) => s.cgroup?.rssBytes)),
-        pageFaults: u64(sum((s) => s.cgroup?.pageFaults)),
-        majorPageFaults: u64(sum((s) => s.cgroup?.majorPageFaults)),
+        timestamp: at,
+        workingSetBytes: u64(s.memory.workingSetBytes),
+        usageBytes: u64(s.memory.usageBytes),
+        rssBytes: u64(s.memory.rssBytes),
+        pageFaults: u64(s.memory.pageFaults),
+        majorPageFaults: u64(s.memory.majorPageFaults),
       },
-      process: { timestamp: now, processCount: u64(sum((s) => (s.cgroup ? BigInt(s.cgroup.processCount) : 0n))) },
-      ...(eth0
-        ? { network: { timestamp: now, defaultInterface: toIface(eth0), interfaces: ifaces.map(toIface) } }
+      process: { timestamp: at, processCount: u64(s.processCount) },
+      ...(s.defaultInterface
+        ? {
+            network: {
+              timestamp: at,
+              defaultInterface: toIface(s.defaultInterface),
+              interfaces: s.interfaces.map(toIface),
+            },
+          }
         : {}),
-      containers: stats.map(toContainerStats),
+      containers: s.containers.map(toContainerStats),
     },
   };
 }
 
 export async function podSandboxStats(ctx: CriContext, req: PodSandboxStatsRequest) {
-  return { stats: await toPodSandboxStats(ctx, ctx.pods.sandboxes.get(req.podSandboxId)) };
+  return {
+    stats: toPodSandboxStats(await sandboxStats(ctx.pods.containers, ctx.pods.sandboxes.get(req.podSandboxId))),
+  };
 }
 
 export async function listPodSandboxStats(
@@ -150,5 +140,6 @@ export async function listPodSandboxStats(
     ...(f && Object.keys(f.labelSelector).length > 0 ? { labels: f.labelSelector } : {}),
     state: "ready",
   });
-  return { stats: await Promise.all(sandboxes.map((sb) => toPodSandboxStats(ctx, sb))) };
+  const stats = await Promise.all(sandboxes.map((sb) => sandboxStats(ctx.pods.containers, sb)));
+  return { stats: stats.map(toPodSandboxStats) };
 }

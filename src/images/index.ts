@@ -1,4 +1,5 @@
 export type { RegistryCredentials } from "./auth.js";
+export { type ContainerImageLookup, createContainerImages, type ImageForContainer } from "./container-images.js";
 export type { GcResult } from "./gc.js";
 export {
   createImageService,

@@ -1,11 +1,9 @@
 /**
- * Container logs in the CRI format conmon writes (`<RFC3339Nano> <stdout|stderr> <P|F> <content>`):
- * a parser that joins partial (`P`) lines, a reader for whole files, and a follower that tails a
- * file as it grows — the pod runner reads log files directly, as the kubelet does, since pods run
- * on this machine.
+ * Container logs as the pod runner shows them: whole lines of a container's CRI log file, read once or
+ * followed as it grows (the runner reads log files directly, as the kubelet does, since pods run on this
+ * machine). Parsing, joining and following are the crilog module's; this only shapes its lines.
  */
-import { open, readFile } from "node:fs/promises";
-import { setTimeout as delay } from "node:timers/promises";
+import { type LogLine as CriLogLine, CriLogReader, followCriLog, joinLines } from "../crilog/index.js";
 
 /** One complete log line. */
 export interface LogLine {
@@ -15,50 +13,18 @@ export interface LogLine {
   content: string;
 }
 
-const LINE = /^(\S+) (stdout|stderr) (F|P) (.*)$/;
+const toLine = (l: CriLogLine): LogLine => ({ time: l.timestamp, stream: l.stream, content: l.content });
 
-/** Incremental parser: feed it text in any chunks, get complete lines back. */
-export class CriLogParser {
-  private rest = "";
-  private partial: { time: string; stream: "stdout" | "stderr"; content: string } | undefined;
-
-  push(text: string): LogLine[] {
-    const data = this.rest + text;
-    const lines = data.split("\n");
-    this.rest = lines.pop() ?? "";
-    const out: LogLine[] = [];
-    for (const raw of lines) {
-      const m = LINE.exec(raw);
-      if (!m) continue;
-      const [, time = "", stream, tag, content = ""] = m;
-      const s = stream as "stdout" | "stderr";
-      if (this.partial && this.partial.stream === s) {
-        this.partial.content += content;
-      } else {
-        if (this.partial) out.push(this.partial);
-        this.partial = { time, stream: s, content };
-      }
-      if (tag === "F") {
-        out.push(this.partial);
-        this.partial = undefined;
-      }
-    }
-    return out;
-  }
-
-  /** Whatever is left (a partial line at the end of a finished log). */
-  end(): LogLine[] {
-    const out = this.rest ? this.push("\n") : [];
-    if (this.partial) out.push(this.partial);
-    this.partial = undefined;
-    return out;
-  }
-}
-
-/** Every line of a log file. */
+/** Every line of a log file; a missing file is NotFound. */
 export async function readLogLines(path: string): Promise<LogLine[]> {
-  const p = new CriLogParser();
-  return [...p.push(await readFile(path, "utf8")), ...p.end()];
+  const reader = await CriLogReader.open(path);
+  try {
+    const out: LogLine[] = [];
+    for await (const line of joinLines(reader.read({ final: true }))) out.push(toLine(line));
+    return out;
+  } finally {
+    await reader.close();
+  }
 }
 
 /** Options of {@link followLog}. */
@@ -73,48 +39,15 @@ export interface FollowLogOptions {
 }
 
 /**
- * Yields the lines of a log file as they are written, waiting for the file to appear.
- * Ends when `until` settles (after draining) or `signal` aborts (at once).
+ * Yields the lines of a log file as they are written, waiting for the file to appear and following
+ * rotation. Ends when `until` settles (after draining) or `signal` aborts (at once).
  */
 export async function* followLog(path: string, o: FollowLogOptions = {}): AsyncIterable<LogLine> {
-  const pollMs = o.pollMs ?? 150;
-  let finished = false;
-  void o.until?.then(
-    () => {
-      finished = true;
-    },
-    () => {
-      finished = true;
-    },
-  );
-  const parser = new CriLogParser();
-  const decoder = new TextDecoder();
-  let fh: Awaited<ReturnType<typeof open>> | undefined;
-  let position = 0;
-  try {
-    while (!o.signal?.aborted) {
-      const lastRound = finished;
-      if (!fh) {
-        fh = await open(path, "r").catch(() => undefined);
-        if (fh && o.fromEnd) position = (await fh.stat()).size;
-      }
-      if (fh) {
-        const buf = Buffer.alloc(64 * 1024);
-        for (;;) {
-          const { bytesRead } = await fh.read(buf, 0, buf.length, position);
-          if (bytesRead === 0) break;
-          position += bytesRead;
-          for (const line of parser.push(decoder.decode(buf.subarray(0, bytesRead), { stream: true }))) yield line;
-        }
-      }
-      if (lastRound) {
-        for (const line of parser.end()) yield line;
-        return;
-      }
-      // An abort ends the wait; the loop then sees the signal and stops.
-      await delay(pollMs, undefined, o.signal ? { signal: o.signal } : {}).catch(() => {});
-    }
-  } finally {
-    await fh?.close();
-  }
+  const records = followCriLog(path, {
+    pollMs: o.pollMs ?? 150,
+    ...(o.signal ? { signal: o.signal } : {}),
+    ...(o.fromEnd ? { fromEnd: true } : {}),
+    ...(o.until ? { until: o.until } : {}),
+  });
+  for await (const line of joinLines(records)) yield toLine(line);
 }

@@ -1,6 +1,7 @@
 /**
  * Pod networking through CNI: network namespaces, configuration discovery and watching,
- * plugin execution per the CNI spec, and the result cache that makes DEL survive restarts.
+ * plugin execution per the CNI spec, and the result cache that makes DEL survive restarts; pods'
+ * networking over them (createSandboxNetworking) and port-forward relays into a pod's namespace.
  * Domain types only; `cri/` converts CRI messages to these. The on-disk layout is in paths.ts.
  */
 export {
@@ -37,6 +38,13 @@ export {
   netnsPath,
 } from "./paths.js";
 export { type CniCommand, CniPluginError, pluginErrorOf } from "./plugin.js";
+export { type ForwardPortOptions, forwardPort } from "./port-forward.js";
+export {
+  createSandboxNetworking,
+  type PodNetworkSpec,
+  type SandboxNetworking,
+  type SandboxNetworkingOptions,
+} from "./sandbox-network.js";
 export type {
   Bandwidth,
   CniResult,

@@ -11,6 +11,7 @@ import { wrap } from "../errdefs/index.js";
 import {
   ensurePrivateMount,
   isPinnedNamespace,
+  netnsArgv,
   type RunOptions,
   type RunResult,
   run,
@@ -85,7 +86,8 @@ export function isNetns(path: string): Promise<boolean> {
 /** Runs `argv` inside the network namespace at `path` (`nsenter --net=<path>`); a non-zero exit throws. */
 export function runInNetns(path: string, argv: readonly string[], options: RunOptions = {}): Promise<RunResult> {
   const [file] = argv;
-  return run("nsenter", [`--net=${path}`, "--", ...argv], {
+  const [nsenter, args] = netnsArgv(path, argv);
+  return run(nsenter, args, {
     env: TOOL_ENV,
     ...options,
     name: `nsenter ${file ?? ""}`.trim(),
@@ -93,9 +95,7 @@ export function runInNetns(path: string, argv: readonly string[], options: RunOp
 }
 
 /** The argv that runs a command inside a netns, for callers that need a long-lived child (`spawn`). */
-export function netnsArgv(path: string, argv: readonly string[]): [string, string[]] {
-  return ["nsenter", [`--net=${path}`, "--", ...argv]];
-}
+export { netnsArgv };
 
 function withSignal(
   options: RunOptions & { name: string },

@@ -11,13 +11,19 @@ export {
 } from "./containers.js";
 export { hostsFile, resolvConf } from "./files.js";
 export { createSandboxInfra, type InfraOptions, type SandboxInfra } from "./infra.js";
+export { type SandboxStatsRecord, sandboxStats } from "./sandbox-stats.js";
 export {
   type SandboxContainers,
   SandboxManager,
   type SandboxManagerOptions,
   type SandboxNetwork,
 } from "./sandboxes.js";
-export { createStreamingBackend, type PreparedExec, type StreamingBackendOptions } from "./streaming.js";
+export {
+  createStreamSessions,
+  type PortForwarder,
+  type StreamSessions,
+  type StreamSessionsOptions,
+} from "./sessions.js";
 export type {
   CgroupDriver,
   ContainerConfig,

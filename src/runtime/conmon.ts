@@ -87,6 +87,9 @@ export interface ConmonExecOptions {
   logGlobalSizeMax?: number;
 }
 
+/** The most an exec's log (its stdout and stderr together) holds: conmon stops writing there (16 MiB). */
+export const EXEC_LOG_MAX_BYTES = 16 * 1024 * 1024;
+
 /**
  * conmon argv for an exec-sync. `--sync` keeps conmon our direct child (no double fork): the caller waits
  * for it anyway, and the exec then cannot outlive a daemon that is no longer waiting for its output.
@@ -103,7 +106,7 @@ export function conmonExecArgv(o: ConmonExecOptions): string[] {
     "--log-path", `k8s-file:${o.logPath}`,
     "--log-level", o.logLevel ?? "warn",
     "--socket-dir-path", o.socketDir,
-    "--log-global-size-max", String(o.logGlobalSizeMax ?? 16 * 1024 * 1024),
+    "--log-global-size-max", String(o.logGlobalSizeMax ?? EXEC_LOG_MAX_BYTES),
     "--sync",
   ];
   if (o.timeoutSec && o.timeoutSec > 0) args.push("--timeout", String(o.timeoutSec));

@@ -1,9 +1,11 @@
 /**
  * The runtime core the CRI layer calls: containers run by runc under one conmon each (so they survive
- * daemon restarts), their exits, exec, log reopening and resource updates. Domain types only.
+ * daemon restarts), their exits, exec (to completion, and interactive sessions with the client's stdio or
+ * a terminal), attach, log reopening and resource updates. Domain types only.
  * The on-disk layout is drawn in layout.ts.
  */
 
+export { type AttachSessionOptions, attachSession } from "./attach.js";
 export {
   type ConmonCreateOptions,
   type ConmonExecOptions,
@@ -16,7 +18,12 @@ export {
   type SyncMessage,
   startConmon,
 } from "./conmon.js";
-export { type CriLogRecord, parseCriLog, parseCriLogLine } from "./cri-log.js";
+export {
+  type ExecSessionOptions,
+  execSession,
+  type SessionIO,
+  type TerminalSize,
+} from "./exec-session.js";
 export { type ContainerPaths, type Layout, layout, validateId } from "./layout.js";
 export {
   type CallOptions,

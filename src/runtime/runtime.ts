@@ -1,13 +1,20 @@
 import { type FSWatcher, constants as fsc, watch } from "node:fs";
 import { access, lstat, mkdir, mkdtemp, open, readdir, readFile, rm, stat, symlink, writeFile } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
+import { readCriLogStreams } from "../crilog/index.js";
 import { isKind, notFound, RuntimeError, wrap } from "../errdefs/index.js";
 import { type Logger, silentLogger } from "../log/index.js";
 import type { LinuxResources, Process, Spec } from "../oci/index.js";
 import { killProcessTree } from "../sys/index.js";
 import { ensureDir, KeyedMutex, writeFileAtomic } from "../util/index.js";
-import { type ConmonLogLevel, conmonCreateArgv, conmonExecArgv, runConmon, startConmon } from "./conmon.js";
-import { parseCriLog } from "./cri-log.js";
+import {
+  type ConmonLogLevel,
+  conmonCreateArgv,
+  conmonExecArgv,
+  EXEC_LOG_MAX_BYTES,
+  runConmon,
+  startConmon,
+} from "./conmon.js";
 import { type Layout, layout, validateId } from "./layout.js";
 import { bindReadOnlyTrees, releaseReadOnlyTrees } from "./read-only-trees.js";
 import { createRunc, type Runc, type RuncConfig, runcMessage } from "./runc.js";
@@ -525,7 +532,8 @@ export class ContainerRuntime {
         await killTree();
         throw new RuntimeError("DeadlineExceeded", `exec in container ${id}: ${TIMED_OUT} after ${timeoutSec}s`);
       }
-      const log = parseCriLog(await readFile(logPath, "utf8").catch(() => ""));
+      // conmon stops writing at the same cap, so nothing it wrote is dropped here.
+      const log = await readCriLogStreams(logPath, { maxBytes: EXEC_LOG_MAX_BYTES });
       const msg = run.messages.findLast((m) => m.exit_code !== undefined);
       if (msg?.exit_code === undefined) {
         throw new RuntimeError(
@@ -541,7 +549,7 @@ export class ContainerRuntime {
           `exec in container ${id}: ${detail}`,
         );
       }
-      return { stdout: log.stdout, stderr: log.stderr, exitCode: msg.exit_code };
+      return { stdout: log.stdout.toString("utf8"), stderr: log.stderr.toString("utf8"), exitCode: msg.exit_code };
     } catch (err) {
       if (timedOut && !isKind(err, "DeadlineExceeded")) {
         throw new RuntimeError("DeadlineExceeded", `exec in container ${id}: ${TIMED_OUT} after ${timeoutSec}s`);

@@ -1,47 +1,8 @@
-/** Unit tests of the pure parts: CRI log parsing, conmon argv, runc message parsing, the layout. */
+/** Unit tests of the pure parts: conmon argv, runc message parsing, the layout. */
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { isKind } from "../errdefs/index.js";
-import {
-  conmonCreateArgv,
-  conmonExecArgv,
-  layout,
-  parseCriLog,
-  parseCriLogLine,
-  runcMessage,
-  validateId,
-} from "./index.js";
-
-describe("parseCriLog", () => {
-  test("splits streams, keeps F newlines, joins P chunks", () => {
-    const text = [
-      "2024-01-01T00:00:00.000000001+00:00 stdout F hello",
-      "2024-01-01T00:00:00.000000002+00:00 stderr P par",
-      "2024-01-01T00:00:00.000000003+00:00 stdout P a b ",
-      "2024-01-01T00:00:00.000000004+00:00 stderr F tial",
-      "2024-01-01T00:00:00.000000005+00:00 stdout F c",
-      "2024-01-01T00:00:00.000000006+00:00 stdout F ",
-      "2024-01-01T00:00:00.000000007Z stderr F:x:y tagged",
-      "not a record",
-      "2024-01-01T00:00:00.000000008+00:00 stdout P end",
-      "",
-    ].join("\n");
-    assert.deepEqual(parseCriLog(text), { stdout: "hello\na b c\n\nend", stderr: "partial\ntagged\n" });
-  });
-
-  test("parses one record and rejects others", () => {
-    assert.deepEqual(parseCriLogLine("2024-01-01T00:00:00Z stdout F x y"), {
-      timestamp: "2024-01-01T00:00:00Z",
-      stream: "stdout",
-      partial: false,
-      content: "x y",
-    });
-    assert.equal(parseCriLogLine("2024 stdin F x"), undefined);
-    assert.equal(parseCriLogLine("2024 stdout Q x"), undefined);
-    assert.equal(parseCriLogLine("garbage"), undefined);
-    assert.deepEqual(parseCriLog(""), { stdout: "", stderr: "" });
-  });
-});
+import { conmonCreateArgv, conmonExecArgv, layout, runcMessage, validateId } from "./index.js";
 
 describe("conmon argv", () => {
   const base = {

@@ -13,8 +13,11 @@ export {
   unpinNamespace,
 } from "./mounts.js";
 export { type InterfaceCounters, interfaceCounters } from "./netdev.js";
+export { netnsArgv } from "./nsenter.js";
 export { killProcessTree, type ProcPaths } from "./proc.js";
 export { removeTree } from "./remove-tree.js";
 export { ROOTFS_FILE_MAX_BYTES } from "./rootfs-read.js";
+export { SOCAT_CONNECTED, type SocatOptions, type SocatTarget, socatArgv, startSocat } from "./socat.js";
 export { type ChildRequest, type ChildRun, enableSpawnWorker, startChild, stopWorker } from "./spawner.js";
+export { setRawInput } from "./stty.js";
 export type { TreeUsage } from "./tree-usage.js";

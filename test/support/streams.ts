@@ -1,6 +1,6 @@
 /**
  * Live exec/attach sessions for end-to-end tests of berthd's streaming server: what `spdyExec` and
- * `wsExec` (src/streaming/testing) do in one go, taken apart so a test can type into a session,
+ * `wsExec` (src/client/streaming) do in one go, taken apart so a test can type into a session,
  * wait for the output, resize, close stdin, detach or drop the connection when it chooses.
  *
  *   openSession(url) ──▶ write / resize / until(/re/) ... ──▶ closeStdin() ──▶ outcome   (the command ends)

@@ -1,31 +1,11 @@
+/** forwardPort against a real socat and a pod-side server on loopback (no netns: socat runs in the host's). */
 import assert from "node:assert/strict";
 import { type AddressInfo, createServer, type Socket } from "node:net";
 import { Duplex } from "node:stream";
 import { test } from "node:test";
+import { isKind } from "../errdefs/index.js";
 import { silentLogger } from "../log/index.js";
-import type { ContainerRuntime } from "../runtime/index.js";
-import type { ContainerManager } from "./containers.js";
-import type { SandboxManager } from "./sandboxes.js";
-import { createCrCrLfCollapser, createStreamingBackend } from "./streaming.js";
-
-const run = (chunks: string[]) => {
-  const c = createCrCrLfCollapser();
-  return chunks.map((x) => c.push(Buffer.from(x)).toString()).join("") + c.flush().toString();
-};
-
-test("CR CR LF from an exec terminal becomes CR LF; other bytes pass unchanged", () => {
-  assert.equal(run(["45 123\r\r\n", "a\r\n"]), "45 123\r\na\r\n");
-  assert.equal(run(["x\r\r\ny\r\r\nz"]), "x\r\ny\r\nz");
-  assert.equal(run(["plain\n", "\rprogress", "\t\u00e9\u2713"]), "plain\n\rprogress\t\u00e9\u2713");
-});
-
-test("CR CR LF split across chunks is still collapsed, and a held CR comes out at the end", () => {
-  assert.equal(run(["a\r", "\r\nb"]), "a\r\nb");
-  assert.equal(run(["a\r\r", "\nb"]), "a\r\nb");
-  assert.equal(run(["a\r", "\r", "\n"]), "a\r\n");
-  assert.equal(run(["50%\r"]), "50%\r");
-  assert.equal(run(["a\r", "b"]), "a\rb");
-});
+import { forwardPort } from "./port-forward.js";
 
 /** A pod-side TCP server on loopback (port-forward with no netns runs socat in the host's). */
 async function podServer(onConnection: (s: Socket) => void): Promise<{ port: number; close(): void }> {
@@ -44,16 +24,6 @@ async function podServer(onConnection: (s: Socket) => void): Promise<{ port: num
       server.close();
     },
   };
-}
-
-function backend() {
-  const sandboxes = { get: (id: string) => ({ id, state: "ready", netnsPath: "" }) } as unknown as SandboxManager;
-  return createStreamingBackend({
-    sandboxes,
-    containers: {} as ContainerManager,
-    runtime: {} as ContainerRuntime,
-    log: silentLogger(),
-  });
 }
 
 /** A client stream that sends without end and counts what it receives. */
@@ -83,9 +53,7 @@ test("port-forward to a pod server that closes while the client still sends ends
   try {
     const client = endlessClient();
     const started = performance.now();
-    await backend().portForward({ podSandboxId: "p", port: pod.port }, client, {
-      signal: AbortSignal.timeout(20_000),
-    });
+    await forwardPort(client, { port: pod.port, signal: AbortSignal.timeout(20_000), log: silentLogger() });
     assert.ok(performance.now() - started < 15_000, "ended by the pod's close, not by the abort");
     client.destroy();
   } finally {
@@ -106,8 +74,10 @@ test("port-forward whose client stream fails mid-stream ends the forward and lea
   });
   try {
     const client = endlessClient();
-    const forwarding = backend().portForward({ podSandboxId: "p", port: pod.port }, client, {
+    const forwarding = forwardPort(client, {
+      port: pod.port,
       signal: AbortSignal.timeout(20_000),
+      log: silentLogger(),
     });
     while (client.received === 0) await new Promise((r) => setTimeout(r, 10));
     client.destroy(new Error("client reset the stream"));
@@ -115,4 +85,14 @@ test("port-forward whose client stream fails mid-stream ends the forward and lea
   } finally {
     pod.close();
   }
+});
+
+test("a port nobody listens on is FailedPrecondition, after trying IPv4 and IPv6", { timeout: 30_000 }, async () => {
+  const pod = await podServer(() => {});
+  const { port } = pod;
+  pod.close();
+  await assert.rejects(
+    forwardPort(endlessClient(), { port, signal: AbortSignal.timeout(20_000), log: silentLogger() }),
+    (err) => isKind(err, "FailedPrecondition") && /port \d+: connection refused/.test((err as Error).message),
+  );
 });

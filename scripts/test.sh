@@ -9,6 +9,8 @@ echo "== lint"
 npx biome check .
 echo "== import cycles"
 npx madge --circular --extensions ts --ts-config tsconfig.json src
+echo "== layer rules (.dependency-cruiser.cjs)"
+npm run --silent deps:rules
 
 # The benchmark must keep running (issue #8); its numbers are reported, never asserted.
 echo "== benchmark smoke run (npm run bench -- --quick)"

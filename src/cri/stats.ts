@@ -9,8 +9,7 @@ import type {
   PodSandboxStatsRequest,
   PodSandboxStatsSchema,
 } from "../api/gen/runtime/v1/api_pb.js";
-import type { ContainerStatsRecord, SandboxRecord } from "../pods/index.js";
-import { interfaceCounters } from "../sys/index.js";
+import { type ContainerStatsRecord, podInterfaceCounters, type SandboxRecord } from "../pods/index.js";
 import type { CriContext } from "./context.js";
 
 // ContainerStats and ListContainerStats: cgroup CPU/memory and writable-layer usage per container.
@@ -95,7 +94,7 @@ async function toPodSandboxStats(
   const sum = (f: (s: ContainerStatsRecord) => bigint | undefined) => stats.reduce((a, s) => a + (f(s) ?? 0n), 0n);
   const running = stats.filter((s) => s.cgroup !== undefined);
   const pid = running[0]?.record.pid ?? sb.infraPid;
-  const ifaces = pid && sb.config.namespaces.network !== "node" ? await interfaceCounters(pid) : [];
+  const ifaces = await podInterfaceCounters(sb, pid);
   const toIface = (i: (typeof ifaces)[number]) => ({
     name: i.name,
     rxBytes: u64(i.rxBytes),

@@ -11,6 +11,7 @@ export {
 } from "./containers.js";
 export { hostsFile, resolvConf } from "./files.js";
 export { createSandboxInfra, type InfraOptions, type SandboxInfra } from "./infra.js";
+export { podInterfaceCounters } from "./pod-network-stats.js";
 export {
   type SandboxContainers,
   SandboxManager,

@@ -20,6 +20,7 @@ import { pipeline } from "node:stream/promises";
 import { extract, type Header } from "tar-stream";
 import { invalidArgument, notFound, RuntimeError, wrap } from "../errdefs/index.js";
 import { run } from "../sys/index.js";
+import { signalOption } from "../util/index.js";
 import { type Compression, compressionOfMagic, compressionOfMediaType, decompressor, peek } from "./compression.js";
 import { mknod, setXattrs } from "./fs-tools.js";
 
@@ -144,8 +145,8 @@ export async function applyLayerHere(
   const decompress = decompressor(compression);
   const feeding = (
     decompress
-      ? pipeline(all, decompress, measure, tar, signalOpt(signal))
-      : pipeline(all, measure, tar, signalOpt(signal))
+      ? pipeline(all, decompress, measure, tar, signalOption(signal))
+      : pipeline(all, measure, tar, signalOption(signal))
   ).then(
     () => undefined,
     (err: unknown) => err,
@@ -186,7 +187,7 @@ export async function applyLayerHere(
 
   try {
     await applier.finish();
-    if (options.syncFs) await run("sync", ["-f", root], { name: "sync", ...signalOpt(signal) });
+    if (options.syncFs) await run("sync", ["-f", root], { name: "sync", ...signalOption(signal) });
   } catch (err) {
     throw signal?.aborted ? canceled(label, err) : wrap(fsError(err), label);
   }
@@ -277,10 +278,6 @@ function canceled(label: string, cause: unknown): RuntimeError {
   return new RuntimeError("Canceled", `${label}: canceled`, { cause });
 }
 
-function signalOpt(signal: AbortSignal | undefined): { signal?: AbortSignal } {
-  return signal ? { signal } : {};
-}
-
 /** The path components of a tar name, relative to the root; `..` anywhere is refused. */
 function components(name: string): string[] {
   if (name.includes("\0")) throw invalidArgument("name contains a NUL byte");
@@ -321,7 +318,7 @@ function createApplier(root: string, options: ApplyOptions, warnings: string[]) 
   const isRoot = process.getuid?.() === 0;
   const tree = newNode();
   tree.dir = true;
-  const signal = signalOpt(options.signal);
+  const signal = signalOption(options.signal);
   const abs = (parts: readonly string[]): string => join(root, ...parts);
 
   /** The node of `parts`, created along the way. */

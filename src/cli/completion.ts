@@ -1,6 +1,6 @@
 /** `completion bash`: a bash completion script generated from the command tree (so every command is in it). */
 import type { Command } from "commander";
-import { invalidArgument } from "./context.js";
+import { invalidArgumentStatus } from "./context.js";
 
 /** What the positional arguments of a command complete to. */
 const ARGUMENT_KINDS: Record<string, "container" | "pod" | "image" | "file"> = {
@@ -29,7 +29,7 @@ export function registerCompletion(program: Command): void {
     .description("print a shell completion script (bash); load it with: source <(berth completion bash)")
     .argument("[shell]", "the shell", "bash")
     .action((shell: string) => {
-      if (shell !== "bash") throw invalidArgument(`completion: only bash is supported, not ${shell}`);
+      if (shell !== "bash") throw invalidArgumentStatus(`completion: only bash is supported, not ${shell}`);
       process.stdout.write(bashCompletion(program));
     });
 }

@@ -14,7 +14,7 @@ import {
 import type { CriClient } from "../client/index.js";
 import { collect, forEachRef, nonNegativeInt, stopCall } from "./args.js";
 import { readMessageFile } from "./config-file.js";
-import { type GlobalOptions, invalidArgument, isTable, longCall, withClient } from "./context.js";
+import { type GlobalOptions, invalidArgumentStatus, isTable, longCall, withClient } from "./context.js";
 import { ago, containerStateName, parseContainerState, parseLabels, shortId } from "./format.js";
 import {
   formatMap,
@@ -114,7 +114,7 @@ export function registerContainer(program: Command): void {
           const sandboxConfig = await readMessageFile(PodSandboxConfigSchema, podPath);
           const pod = await resolvePod(client, podRef);
           const image = config.image?.image ?? "";
-          if (image === "") throw invalidArgument(`${containerPath}: image.image is required`);
+          if (image === "") throw invalidArgumentStatus(`${containerPath}: image.image is required`);
           const present = opts.withPull ? false : Boolean((await client.image.imageStatus({ image: { image } })).image);
           if (!present && (opts.pull || opts.withPull)) {
             await client.image.pullImage({ image: { image }, sandboxConfig }, longCall(g));
@@ -168,7 +168,7 @@ export function registerContainer(program: Command): void {
     .action(async (refs: string[], opts: { force?: boolean; all?: boolean }, cmd: Command) =>
       withClient(cmd, async (client, g) => {
         const targets = opts.all ? (await client.runtime.listContainers({})).containers.map((c) => c.id) : refs;
-        if (targets.length === 0 && !opts.all) throw invalidArgument("rm: give at least one container ID, or -a");
+        if (targets.length === 0 && !opts.all) throw invalidArgumentStatus("rm: give at least one container ID, or -a");
         await forEachRef(targets, g, (ref) => removeContainer(client, g, ref, Boolean(opts.force)));
       }),
     );
@@ -216,7 +216,7 @@ async function removeContainer(client: CriClient, g: GlobalOptions, ref: string,
   const c = await resolveContainer(client, ref);
   if (c.state === ContainerState.CONTAINER_RUNNING || c.state === ContainerState.CONTAINER_UNKNOWN) {
     if (!force && c.state === ContainerState.CONTAINER_RUNNING) {
-      throw invalidArgument(`container ${c.id} is running: stop it first, or use rm -f`);
+      throw invalidArgumentStatus(`container ${c.id} is running: stop it first, or use rm -f`);
     }
     if (force) await client.runtime.stopContainer({ containerId: c.id, timeout: 0n }, stopCall(g, 0));
   }

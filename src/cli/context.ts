@@ -76,13 +76,19 @@ export class UnsupportedError extends Error {
   }
 }
 
-/** A NotFound raised by the CLI itself (a prefix matching nothing), printed like the runtime's. */
-export function notFound(message: string): ConnectError {
+/**
+ * A gRPC NotFound status (a ConnectError, not an errdefs RuntimeError) for what the CLI itself finds missing
+ * (a prefix matching nothing), so that it prints like the runtime's own NotFound.
+ */
+export function notFoundStatus(message: string): ConnectError {
   return new ConnectError(message, Code.NotFound);
 }
 
-/** An argument the CLI itself rejects, printed like the runtime's InvalidArgument. */
-export function invalidArgument(message: string): ConnectError {
+/**
+ * A gRPC InvalidArgument status (a ConnectError, not an errdefs RuntimeError) for an argument the CLI itself
+ * rejects, so that it prints like the runtime's own InvalidArgument.
+ */
+export function invalidArgumentStatus(message: string): ConnectError {
   return new ConnectError(message, Code.InvalidArgument);
 }
 

@@ -4,7 +4,7 @@
  * stdin/stdout, a terminal with -t). Either way berth exits with the command's exit code.
  */
 import type { Command } from "commander";
-import { invalidArgument, longCall, withClient } from "./context.js";
+import { invalidArgumentStatus, longCall, withClient } from "./context.js";
 import { resolveContainer } from "./resolve.js";
 import { runRemoteCommand } from "./stream-session.js";
 
@@ -21,7 +21,7 @@ export function registerExec(program: Command): void {
     .addHelpText("after", "\nExamples:\n  berth exec 3f2a ls -l /\n  berth exec -it 3f2a sh")
     .action(async (ref: string, argv: string[], opts: { interactive?: boolean; tty?: boolean }, cmd: Command) =>
       withClient(cmd, async (client, g) => {
-        if (argv.length === 0) throw invalidArgument("exec: a command is required");
+        if (argv.length === 0) throw invalidArgumentStatus("exec: a command is required");
         const c = await resolveContainer(client, ref);
         if (!opts.interactive && !opts.tty) {
           const res = await client.runtime.execSync(

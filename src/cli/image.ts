@@ -19,7 +19,7 @@ import { readMessageFile } from "./config-file.js";
 import {
   describeError,
   type GlobalOptions,
-  invalidArgument,
+  invalidArgumentStatus,
   isTable,
   longCall,
   UnsupportedError,
@@ -134,7 +134,7 @@ export function registerImage(program: Command): void {
       withClient(cmd, async (client, g) => {
         if (opts.prune) return prune(client, g);
         const targets = opts.all ? (await client.image.listImages({})).images.map((i) => i.id) : refs;
-        if (targets.length === 0 && !opts.all) throw invalidArgument("rmi: give at least one image, or -a");
+        if (targets.length === 0 && !opts.all) throw invalidArgumentStatus("rmi: give at least one image, or -a");
         await forEachRef(targets, g, async (ref) => {
           const image = await resolveImage(client, ref);
           await removeImage(client, image);
@@ -276,10 +276,10 @@ async function prune(client: CriClient, g: GlobalOptions): Promise<void> {
 
 function parseAuth(opts: PullOptions): MessageInitShape<typeof AuthConfigSchema> | undefined {
   if (opts.creds !== undefined && opts.auth !== undefined)
-    throw invalidArgument("pull: --creds and --auth are exclusive");
+    throw invalidArgumentStatus("pull: --creds and --auth are exclusive");
   if (opts.auth !== undefined) return { auth: opts.auth };
   if (opts.creds === undefined) return undefined;
   const colon = opts.creds.indexOf(":");
-  if (colon <= 0) throw invalidArgument("pull: --creds must be user:password");
+  if (colon <= 0) throw invalidArgumentStatus("pull: --creds must be user:password");
   return { username: opts.creds.slice(0, colon), password: opts.creds.slice(colon + 1) };
 }

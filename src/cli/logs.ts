@@ -9,7 +9,7 @@ import { type Container, ContainerState } from "../api/gen/runtime/v1/api_pb.js"
 import type { CriClient } from "../client/index.js";
 import { CriLogReader, type CriLogRecord, LineJoiner, type LogLine } from "../crilog/index.js";
 import { nonNegativeInt } from "./args.js";
-import { invalidArgument, notFound, withClient } from "./context.js";
+import { invalidArgumentStatus, notFoundStatus, withClient } from "./context.js";
 import { parseSince } from "./duration.js";
 import { resolveContainer, resolvePod } from "./resolve.js";
 
@@ -41,7 +41,7 @@ export function registerLogs(program: Command): void {
         const status = (await client.runtime.containerStatus({ containerId: container.id })).status;
         const path = status?.logPath ?? "";
         if (path === "")
-          throw invalidArgument(`container ${container.id} has no log file (its config set no log_path)`);
+          throw invalidArgumentStatus(`container ${container.id} has no log file (its config set no log_path)`);
         await printLogs(path, {
           ...(opts.tail !== undefined ? { tail: opts.tail } : {}),
           ...(sinceMs !== undefined ? { sinceMs } : {}),
@@ -148,14 +148,14 @@ async function findContainer(client: CriClient, ref: string, opts: LogsOptions):
   const names = [...new Set(mine.map((c) => c.metadata?.name ?? ""))].sort();
   const name = opts.container ?? (names.length === 1 ? names[0] : undefined);
   if (name === undefined) {
-    if (names.length === 0) throw notFound(`pod ${ref} has no containers`);
-    throw invalidArgument(`pod ${ref} has several containers (${names.join(", ")}): choose one with -c`);
+    if (names.length === 0) throw notFoundStatus(`pod ${ref} has no containers`);
+    throw invalidArgumentStatus(`pod ${ref} has several containers (${names.join(", ")}): choose one with -c`);
   }
   const candidates = mine
     .filter((c) => c.metadata?.name === name)
     .sort((a, b) => (b.metadata?.attempt ?? 0) - (a.metadata?.attempt ?? 0) || (b.createdAt > a.createdAt ? 1 : -1));
   const latest = candidates[0];
-  if (!latest) throw notFound(`pod ${ref} has no container named ${name} (it has ${names.join(", ") || "none"})`);
+  if (!latest) throw notFoundStatus(`pod ${ref} has no container named ${name} (it has ${names.join(", ") || "none"})`);
   return latest;
 }
 
@@ -174,9 +174,9 @@ async function findPodId(client: CriClient, ref: string, namespace: string | und
     .filter((p) => p.metadata?.name === ref && (namespace === undefined || p.metadata?.namespace === namespace))
     .sort((a, b) => (b.createdAt > a.createdAt ? 1 : b.createdAt < a.createdAt ? -1 : 0));
   const namespaces = new Set(named.map((p) => p.metadata?.namespace));
-  if (named.length === 0) throw notFound(`no container or pod ${JSON.stringify(ref)}`);
+  if (named.length === 0) throw notFoundStatus(`no container or pod ${JSON.stringify(ref)}`);
   if (namespaces.size > 1)
-    throw invalidArgument(
+    throw invalidArgumentStatus(
       `pod name ${ref} is in several namespaces (${[...namespaces].join(", ")}): choose one with -n`,
     );
   return (named[0] as (typeof named)[number]).id;

@@ -14,7 +14,7 @@ import {
 import type { CriClient } from "../client/index.js";
 import { collect, forEachRef, nonNegativeInt, stopCall } from "./args.js";
 import { readMessageFile } from "./config-file.js";
-import { type GlobalOptions, invalidArgument, isTable, longCall, withClient } from "./context.js";
+import { type GlobalOptions, invalidArgumentStatus, isTable, longCall, withClient } from "./context.js";
 import { ago, parseLabels, parsePodState, podStateName, shortId } from "./format.js";
 import {
   formatMap,
@@ -114,7 +114,7 @@ export function registerPod(program: Command): void {
     .action(async (refs: string[], opts: { force?: boolean; all?: boolean }, cmd: Command) =>
       withClient(cmd, async (client, g) => {
         const targets = opts.all ? (await client.runtime.listPodSandbox({})).items.map((p) => p.id) : refs;
-        if (targets.length === 0 && !opts.all) throw invalidArgument("rmp: give at least one pod ID, or -a");
+        if (targets.length === 0 && !opts.all) throw invalidArgumentStatus("rmp: give at least one pod ID, or -a");
         await forEachRef(targets, g, (ref) => removePod(client, g, ref, Boolean(opts.force)));
       }),
     );
@@ -165,7 +165,7 @@ export function registerPod(program: Command): void {
 async function removePod(client: CriClient, g: GlobalOptions, ref: string, force: boolean): Promise<void> {
   const p = await resolvePod(client, ref);
   if (p.state === PodSandboxState.SANDBOX_READY) {
-    if (!force) throw invalidArgument(`pod sandbox ${p.id} is ready: stop it first (stopp), or use rmp -f`);
+    if (!force) throw invalidArgumentStatus(`pod sandbox ${p.id} is ready: stop it first (stopp), or use rmp -f`);
     await client.runtime.stopPodSandbox({ podSandboxId: p.id }, stopCall(g, 0));
   }
   await client.runtime.removePodSandbox({ podSandboxId: p.id }, longCall(g));

@@ -5,23 +5,23 @@
  */
 import type { Container, Image, PodSandbox } from "../api/gen/runtime/v1/api_pb.js";
 import type { CriClient } from "../client/index.js";
-import { invalidArgument, notFound } from "./context.js";
+import { invalidArgumentStatus, notFoundStatus } from "./context.js";
 
 /**
  * The one ID among `ids` that `ref` names: an exact match wins, else the only ID starting with
  * `ref`. NotFound when none does; InvalidArgument when several do. `kind` words the error.
  */
 export function pickUnique(kind: string, ref: string, ids: readonly string[]): string {
-  if (ref === "") throw invalidArgument(`${kind} ID is required`);
+  if (ref === "") throw invalidArgumentStatus(`${kind} ID is required`);
   const bare = (id: string) => id.replace(/^sha256:/, "");
   const want = bare(ref);
   const exact = ids.find((id) => id === ref || bare(id) === want);
   if (exact !== undefined) return exact;
   const matches = [...new Set(ids.filter((id) => bare(id).startsWith(want)))];
   if (matches.length === 1) return matches[0] as string;
-  if (matches.length === 0) throw notFound(`${kind} ${JSON.stringify(ref)} not found`);
+  if (matches.length === 0) throw notFoundStatus(`${kind} ${JSON.stringify(ref)} not found`);
   const shown = matches.slice(0, 5).map((id) => bare(id).slice(0, 13));
-  throw invalidArgument(
+  throw invalidArgumentStatus(
     `${kind} ID prefix ${JSON.stringify(ref)} is ambiguous: it matches ${matches.length} ${kind}s (${shown.join(", ")}${matches.length > 5 ? ", ..." : ""})`,
   );
 }
@@ -55,7 +55,7 @@ export async function resolvePod(client: CriClient, ref: string): Promise<PodSan
 export async function resolveImage(client: CriClient, ref: string): Promise<Image> {
   const st = await client.image.imageStatus({ image: { image: ref } });
   if (st.image) return st.image;
-  if (!/^(sha256:)?[0-9a-f]{1,64}$/.test(ref)) throw notFound(`image ${JSON.stringify(ref)} not found`);
+  if (!/^(sha256:)?[0-9a-f]{1,64}$/.test(ref)) throw notFoundStatus(`image ${JSON.stringify(ref)} not found`);
   const { images } = await client.image.listImages({});
   const id = pickUnique(
     "image",

@@ -109,7 +109,7 @@ test("every key of the default config is read by the daemon (no accepted-but-ign
       [
         "../daemon/modules.ts",
         "../daemon/daemon.ts",
-        "../bin/berthd.ts",
+        "../daemon/main.ts",
         "../cri/runtime-config.ts",
         "../cri/status.ts",
       ].map((f) => readFile(new URL(f, import.meta.url), "utf8")),

@@ -4,7 +4,7 @@ import { chmod, mkdir, open, readdir, readFile, rename, rm, stat } from "node:fs
 import { join } from "node:path";
 import { pipeline } from "node:stream/promises";
 import { invalidArgument, notFound, RuntimeError, wrap } from "../errdefs/index.js";
-import { ensureDir, fsyncDir, KeyedMutex } from "../util/index.js";
+import { ensureDir, fsyncDir, KeyedMutex, signalOption, untilAborted } from "../util/index.js";
 import type { BlobInfo, ContentStore } from "./types.js";
 
 /**
@@ -103,7 +103,7 @@ export async function createContentStore(options: ContentStoreOptions): Promise<
             onProgress?.(size);
           }
         };
-        await pipeline(source, sink, signal ? { signal } : {});
+        await pipeline(source, sink, signalOption(signal));
         await fh.sync();
       } finally {
         await fh.close();
@@ -169,7 +169,10 @@ export async function createContentStore(options: ContentStoreOptions): Promise<
       });
       // Waiting for the lock ends at once on abort; a write that has begun is awaited instead: it stops on the
       // signal and removes its temp file, so a canceled ingest leaves nothing in ingest/ once it rejects.
-      return untilAborted(work, signal, `ingest ${expected.digest}: canceled`, () => !writing);
+      return untilAborted(work, signal, {
+        error: () => new RuntimeError("Canceled", `ingest ${expected.digest}: canceled`),
+        early: () => !writing,
+      });
     },
 
     async writeBlob(data, digest) {
@@ -234,43 +237,6 @@ async function closeSource(source: AsyncIterable<Uint8Array> | Iterable<Uint8Arr
   } catch {
     // The source's own close error is not the ingest's concern: the blob is already present.
   }
-}
-
-/**
- * Rejects as soon as `signal` aborts, without waiting for `work` (which checks the signal itself when it runs),
- * as long as `early()` says so; otherwise `work` is left to settle by itself.
- */
-function untilAborted<T>(
-  work: Promise<T>,
-  signal: AbortSignal | undefined,
-  message: string,
-  early: () => boolean,
-): Promise<T> {
-  if (!signal) return work;
-  if (signal.aborted && early()) {
-    // Observed by the caller that awaits `work`; this only avoids an unhandled rejection meanwhile.
-    work.catch(() => {});
-    return Promise.reject(new RuntimeError("Canceled", message));
-  }
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = () => {
-      if (!early()) return;
-      // Observed by the caller that awaits `work`; this only avoids an unhandled rejection meanwhile.
-      work.catch(() => {});
-      reject(new RuntimeError("Canceled", message));
-    };
-    signal.addEventListener("abort", onAbort, { once: true });
-    work.then(
-      (v) => {
-        signal.removeEventListener("abort", onAbort);
-        resolve(v);
-      },
-      (e: unknown) => {
-        signal.removeEventListener("abort", onAbort);
-        reject(e);
-      },
-    );
-  });
 }
 
 function isErrno(err: unknown, code: string): boolean {

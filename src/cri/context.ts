@@ -12,9 +12,9 @@ export interface Condition {
 }
 
 /**
- * What the CRI handlers need from the rest of the daemon. The daemon's composition root
- * builds it; handlers see only this, never concrete implementations. Later issues add
- * the image, sandbox, container and streaming services here.
+ * Everything the CRI handlers reach: the image domain, the pod managers, the streaming server's request
+ * cache, the config and readiness. The daemon's composition root (daemon/daemon.ts) builds it once; the
+ * handlers import no other domain state, so each RPC is a conversion (convert.ts) around one call here.
  */
 export interface CriContext {
   log: Logger;

@@ -1,7 +1,7 @@
-import type { ContentStore } from "../content/types.js";
+import type { ContentStore } from "../content/index.js";
 import { isKind } from "../errdefs/index.js";
 import type { Logger } from "../log/index.js";
-import type { Snapshotter } from "../snapshots/types.js";
+import type { Snapshotter } from "../snapshots/index.js";
 import type { KeyedMutex } from "../util/index.js";
 
 /**

@@ -4,6 +4,7 @@ import type { ContentStore } from "../content/index.js";
 import { RuntimeError } from "../errdefs/index.js";
 import type { Logger } from "../log/index.js";
 import { layerDirsOf, type Snapshotter } from "../snapshots/index.js";
+import { signalOption, untilAborted } from "../util/index.js";
 import type { RegistryCredentials } from "./auth.js";
 import type { GcLocks, Lease } from "./gc.js";
 import {
@@ -142,7 +143,7 @@ export class Puller {
         ref,
         options.credentials ? { credentials: options.credentials } : {},
       );
-      const resolved = await repo.resolve(signalOpt(signal));
+      const resolved = await repo.resolve(signalOption(signal));
       lease.add(resolved.descriptor.digest);
       let doc = await this.manifest(repo, resolved.descriptor, resolved.bytes, signal);
       const blobs = [resolved.descriptor.digest];
@@ -215,7 +216,7 @@ export class Puller {
   ): Promise<ImageManifest | ImageIndex> {
     const bytes = await this.o.locks.blobs.run(desc.digest, async () => {
       if (await this.o.content.info(desc.digest)) return this.o.content.readBlob(desc.digest);
-      const b = fetched ?? (await repo.fetchManifest(desc, signalOpt(signal))).bytes;
+      const b = fetched ?? (await repo.fetchManifest(desc, signalOption(signal))).bytes;
       await this.o.content.writeBlob(b, desc.digest);
       return b;
     });
@@ -625,33 +626,9 @@ function limiter(n: number): <T>(fn: () => Promise<T>) => Promise<T> {
   };
 }
 
-/** Rejects as soon as `signal` aborts; `work` goes on (it is shared). */
-function untilAborted<T>(work: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
-  if (signal === undefined) return work;
-  if (signal.aborted) return Promise.reject(signal.reason);
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = () => reject(signal.reason);
-    signal.addEventListener("abort", onAbort, { once: true });
-    work.then(
-      (v) => {
-        signal.removeEventListener("abort", onAbort);
-        resolve(v);
-      },
-      (e: unknown) => {
-        signal.removeEventListener("abort", onAbort);
-        reject(e);
-      },
-    );
-  });
-}
-
 /** Adds context to a RuntimeError (aborts and other errors pass through, the pull maps them). */
 function contextOf(err: unknown, context: string): unknown {
   return err instanceof RuntimeError ? new RuntimeError(err.kind, `${context}: ${err.message}`, { cause: err }) : err;
-}
-
-function signalOpt(signal: AbortSignal | undefined): { signal?: AbortSignal } {
-  return signal ? { signal } : {};
 }
 
 /** Canceled, or DeadlineExceeded when the signal was a timeout. */

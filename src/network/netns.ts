@@ -17,6 +17,7 @@ import {
   run,
   unpinNamespace,
 } from "../sys/index.js";
+import { signalOption } from "../util/index.js";
 import { DEFAULT_NETNS_DIR, netnsPath } from "./paths.js";
 
 // unshare/nsenter exec `ip` by PATH; a daemon started with a minimal PATH would miss /usr/sbin.
@@ -44,7 +45,7 @@ export async function createNetns(name: string, options: NetnsOptions = {}): Pro
     await ensurePrivateMount(dir);
     if (await isNetns(path)) {
       // Already pinned (a retry, or a crash right after unshare): make sure lo is up all the same.
-      await runInNetns(path, ["ip", "link", "set", "lo", "up"], signal ? { signal } : {});
+      await runInNetns(path, ["ip", "link", "set", "lo", "up"], signalOption(signal));
       return path;
     }
   } catch (err) {
@@ -53,11 +54,11 @@ export async function createNetns(name: string, options: NetnsOptions = {}): Pro
   try {
     await (await open(path, "a", 0o444)).close();
     // unshare makes the namespace, binds it onto `path` and runs `ip` inside it: one exec.
-    await run(
-      "unshare",
-      [`--net=${path}`, "ip", "link", "set", "lo", "up"],
-      withSignal({ name: "unshare", env: TOOL_ENV }, signal),
-    );
+    await run("unshare", [`--net=${path}`, "ip", "link", "set", "lo", "up"], {
+      name: "unshare",
+      env: TOOL_ENV,
+      ...signalOption(signal),
+    });
   } catch (err) {
     // Undo after a failed create: the create's own error is the one reported.
     await removeNetns(path).catch(() => {});
@@ -96,10 +97,3 @@ export function runInNetns(path: string, argv: readonly string[], options: RunOp
 
 /** The argv that runs a command inside a netns, for callers that need a long-lived child (`spawn`). */
 export { netnsArgv };
-
-function withSignal(
-  options: RunOptions & { name: string },
-  signal: AbortSignal | undefined,
-): RunOptions & { name: string } {
-  return signal ? { ...options, signal } : options;
-}

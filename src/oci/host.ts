@@ -1,5 +1,6 @@
-import { access, readFile, statfs } from "node:fs/promises";
+import { readFile, statfs } from "node:fs/promises";
 import { join } from "node:path";
+import { pathExists } from "../util/index.js";
 
 /** What the host's cgroup setup can enforce; spec builders drop limits the host cannot apply. */
 export interface CgroupFeatures {
@@ -13,13 +14,6 @@ export interface CgroupFeatures {
 
 const CGROUP2_SUPER_MAGIC = 0x63677270;
 
-async function exists(path: string): Promise<boolean> {
-  return access(path).then(
-    () => true,
-    () => false,
-  );
-}
-
 /**
  * Detects `CgroupFeatures` under `root` (default /sys/fs/cgroup). On a hybrid host (v1 controllers plus a
  * v2 mount at `unified/`) only v1 controllers count, because that is what runc 1.1's cgroupfs driver uses.
@@ -32,8 +26,8 @@ export async function detectCgroupFeatures(root = "/sys/fs/cgroup"): Promise<Cgr
   }
   return {
     v2,
-    swap: await exists(join(root, "memory", "memory.memsw.limit_in_bytes")),
-    hugetlb: await exists(join(root, "hugetlb")),
+    swap: await pathExists(join(root, "memory", "memory.memsw.limit_in_bytes")),
+    hugetlb: await pathExists(join(root, "hugetlb")),
   };
 }
 

@@ -1,5 +1,6 @@
 import { RuntimeError } from "../errdefs/index.js";
 import { type ChildRun, startChild } from "../sys/index.js";
+import { untilAborted } from "../util/index.js";
 
 /**
  * The one typed wrapper around conmon (tested with 2.1.6), the per-container monitor. conmon double-forks
@@ -193,13 +194,6 @@ function deadline(o: SpawnConmonOptions, what: string): { signal: AbortSignal; e
   };
 }
 
-function untilAborted(signal: AbortSignal): Promise<never> {
-  return new Promise((_, reject) => {
-    if (signal.aborted) reject(signal.reason);
-    signal.addEventListener("abort", () => reject(signal.reason), { once: true });
-  });
-}
-
 /**
  * Starts a detached conmon for `create` and completes the handshake: returns conmon's sync message once
  * the first conmon process has exited (so its `-P` pidfile is written) and every fd we shared is closed,
@@ -210,7 +204,7 @@ export async function startConmon(file: string, args: readonly string[], o: Spaw
   const s = spawnWithPipes(file, args, o, { detached: true, firstLine: true });
   const d = deadline(o, "conmon");
   try {
-    const r = await Promise.race([s.result, untilAborted(d.signal)]);
+    const r = await untilAborted(s.result, d.signal);
     const msg = syncMessages(r.output[3] ?? "", true)[0];
     const stderr = (r.output[2] ?? "").trim();
     if (r.code !== 0 && msg === undefined)
@@ -243,7 +237,7 @@ export async function runConmon(file: string, args: readonly string[], o: SpawnC
   const s = spawnWithPipes(file, args, o, { detached: false, firstLine: false });
   const d = deadline(o, "conmon exec");
   try {
-    const r = await Promise.race([s.result, untilAborted(d.signal)]);
+    const r = await untilAborted(s.result, d.signal);
     return { messages: syncMessages(r.output[3] ?? "", false), code: r.code, stderr: (r.output[2] ?? "").trim() };
   } catch (err) {
     if (d.signal.aborted) {

@@ -1,12 +1,12 @@
 import { type FSWatcher, constants as fsc, watch } from "node:fs";
-import { access, lstat, mkdir, mkdtemp, open, readdir, readFile, rm, stat, symlink, writeFile } from "node:fs/promises";
+import { lstat, mkdir, mkdtemp, open, readdir, readFile, rm, stat, symlink, writeFile } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import { readCriLogStreams } from "../crilog/index.js";
 import { isKind, notFound, RuntimeError, wrap } from "../errdefs/index.js";
 import { type Logger, silentLogger } from "../log/index.js";
 import type { LinuxResources, Process, Spec } from "../oci/index.js";
 import { killProcessTree } from "../sys/index.js";
-import { ensureDir, KeyedMutex, writeFileAtomic } from "../util/index.js";
+import { ensureDir, KeyedMutex, pathExists, writeFileAtomic } from "../util/index.js";
 import {
   type ConmonLogLevel,
   conmonCreateArgv,
@@ -124,13 +124,6 @@ interface MonitorRecord {
 const TIMED_OUT = "command timed out";
 const KILL_GRACE_MS = 30_000;
 const POLL_MS = 100;
-
-async function exists(path: string): Promise<boolean> {
-  return access(path).then(
-    () => true,
-    () => false,
-  );
-}
 
 const errno = (err: unknown): string | undefined => (err as NodeJS.ErrnoException | undefined)?.code;
 
@@ -409,7 +402,7 @@ export class ContainerRuntime {
     }
     // conmon writes the exit file only after draining the container's output.
     const recorded = async () =>
-      (await exists(this.layout.container(id).exitFile)) || (await this.conmonPid(id)) === undefined;
+      (await pathExists(this.layout.container(id).exitFile)) || (await this.conmonPid(id)) === undefined;
     await this.waitFor(recorded, { timeoutMs: 5_000, signal: options.signal });
     const exit = await this.readExit(id);
     const base = {
@@ -600,7 +593,7 @@ export class ContainerRuntime {
     const notRunning = () =>
       new RuntimeError("FailedPrecondition", `reopen log of container ${id}: container is not running`);
     // An exited container's conmon may still hold the FIFO for a moment, but will never reopen anything.
-    if (await exists(p.exitFile)) throw notRunning();
+    if (await pathExists(p.exitFile)) throw notRunning();
     const current = await stat(rec.logPath).catch(() => undefined);
     // conmon reopens by creating `<path>.tmp` and renaming it over the path: on a device such as /dev/null
     // that would replace the host's node with a regular file.
@@ -763,7 +756,7 @@ export class ContainerRuntime {
 
   /** True once the container's init has exited: conmon's exit file, or (no conmon left) runc says so. */
   private async exited(id: string, runc: Runc): Promise<boolean> {
-    if (await exists(this.layout.container(id).exitFile)) return true;
+    if (await pathExists(this.layout.container(id).exitFile)) return true;
     if ((await this.conmonPid(id)) !== undefined) return false;
     try {
       return (await runc.state(id)).status === "stopped";
@@ -827,7 +820,7 @@ export class ContainerRuntime {
   }
 
   private oomKilled(id: string): Promise<boolean> {
-    return exists(this.layout.container(id).oom);
+    return pathExists(this.layout.container(id).oom);
   }
 
   private async handleExitEvent(name: string): Promise<void> {
@@ -838,7 +831,7 @@ export class ContainerRuntime {
         validateId(id);
         if (this.reported.has(id) || this.listeners.size === 0) continue;
         const exit = await this.readExit(id);
-        if (!exit || !(await exists(this.layout.container(id).dir)) || this.reported.has(id)) continue;
+        if (!exit || !(await pathExists(this.layout.container(id).dir)) || this.reported.has(id)) continue;
         this.reported.add(id);
         const event: ContainerExit = { id, ...exit, oomKilled: await this.oomKilled(id) };
         this.log.debug({ containerId: id, exitCode: exit.exitCode }, "container exited");

@@ -1,6 +1,7 @@
 import { dirname, relative, sep } from "node:path";
 import { invalidArgument, kindOf, messageOf, RuntimeError } from "../errdefs/index.js";
 import { run } from "../sys/index.js";
+import { signalOption } from "../util/index.js";
 import type { Mount } from "./types.js";
 
 /**
@@ -60,7 +61,7 @@ export async function mountAll(
       await run("mount", args, {
         name: `mount ${m.type} at ${target}`,
         ...(cwd !== undefined ? { cwd } : {}),
-        ...signalOf(options),
+        ...signalOption(options.signal),
       });
       done += 1;
     }
@@ -84,7 +85,7 @@ export async function mountAll(
 /** Unmounts the topmost mount at `target` (`umount`, or `umount --lazy` when `detach` is set). */
 export async function unmount(target: string, options: { detach?: boolean; signal?: AbortSignal } = {}): Promise<void> {
   const args = options.detach ? ["--lazy", target] : [target];
-  await run("umount", args, { name: `umount ${target}`, ...signalOf(options) });
+  await run("umount", args, { name: `umount ${target}`, ...signalOption(options.signal) });
 }
 
 /**
@@ -124,8 +125,4 @@ function commonDir(paths: readonly string[]): string {
   while (!paths.every((p) => p === common || p.startsWith(common === sep ? sep : common + sep)))
     common = dirname(common);
   return common;
-}
-
-function signalOf(options: { signal?: AbortSignal }): { signal?: AbortSignal } {
-  return options.signal ? { signal: options.signal } : {};
 }

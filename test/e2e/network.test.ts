@@ -16,7 +16,7 @@
  * portmap's shared CNI-HOSTPORT-* chains if this run created them and no pod uses them.
  */
 import assert from "node:assert/strict";
-import { chmod, mkdir, mkdtemp, readdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
+import { chmod, mkdir, mkdtemp, readdir, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { connect, createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -32,6 +32,7 @@ import {
 } from "../../src/api/gen/runtime/v1/api_pb.js";
 import { defaultConflist, POD_CIDR_PLACEHOLDER } from "../../src/network/index.js";
 import { run, runUnchecked } from "../../src/sys/index.js";
+import { pathExists } from "../../src/util/index.js";
 import { isRoot, removeAllPods, removeTestDir, startBerthd, type TestDaemon } from "../support/berthd.js";
 import { ensureFixtureRegistry, type FixtureRegistry } from "../support/fixtures.js";
 import { skipUnlessCi } from "../support/skip.js";
@@ -247,7 +248,7 @@ describe("pod networking", {
       // The sleeper held the namespace; once it is killed the kernel frees it and its veth.
       await eventually("the pod's veth to go", async () => !(await linkExists(was.veth as string)));
       assert.deepEqual(await env.traces(pod.id, ip, NAME, was.veth), NO_TRACES);
-      assert.equal(await exists(pin), false, "the pin file is removed");
+      assert.equal(await pathExists(pin), false, "the pin file is removed");
       assert.deepEqual(await bridgePorts(BRIDGE), []);
       assert.deepEqual((await env.d.client.runtime.listPodSandbox({ filter: { id: pod.id } })).items, []);
     });
@@ -268,7 +269,7 @@ describe("pod networking", {
       assert.equal((await reservations(env.ipam, NAME)).includes(ip), false, "the IP is released by StopPodSandbox");
       await env.d.client.runtime.removePodSandbox({ podSandboxId: pod.id });
       assert.deepEqual(await env.traces(pod.id, ip, NAME, was.veth), NO_TRACES);
-      assert.equal(await exists(pin), false, "the plain file is removed");
+      assert.equal(await pathExists(pin), false, "the plain file is removed");
     });
 
     test("a host-network pod skips CNI: no IP, no veth, no netns", async () => {
@@ -282,7 +283,7 @@ describe("pod networking", {
       assert.deepEqual(st.status?.network?.additionalIps ?? [], []);
       assert.deepEqual(await bridgePorts(BRIDGE), vethsBefore);
       assert.deepEqual(await reservations(env.ipam, NAME), reservationsBefore);
-      assert.equal(await exists(join(env.d.state, "netns", pod.id)), false);
+      assert.equal(await pathExists(join(env.d.state, "netns", pod.id)), false);
       await env.removePod(pod);
     });
   });
@@ -746,7 +747,7 @@ async function startEnv(o: {
     },
     async traces(id, ip, network, veth) {
       const netnsFile = join(env.d.state, "netns", id);
-      const netns = await exists(netnsFile);
+      const netns = await pathExists(netnsFile);
       const found = netns ? await hostVethOf(netnsFile) : undefined;
       return {
         veth: found ?? (veth !== undefined && (await linkExists(veth)) ? veth : undefined),
@@ -758,7 +759,7 @@ async function startEnv(o: {
     async assertNothingLeft() {
       assert.deepEqual((await env.d.client.runtime.listPodSandbox({})).items, [], "no sandbox listed");
       const netnsDir = join(env.d.state, "netns");
-      assert.deepEqual((await exists(netnsDir)) ? await readdir(netnsDir) : [], [], "no netns file");
+      assert.deepEqual((await pathExists(netnsDir)) ? await readdir(netnsDir) : [], [], "no netns file");
       for (const b of o.bridges) assert.deepEqual(await bridgePorts(b), [], `no veth on ${b}`);
     },
     async removePod(pod) {
@@ -900,15 +901,6 @@ async function removeNewChains(before: Set<string>): Promise<void> {
   }
   for (const chain of created) await runUnchecked("iptables", ["-t", "nat", "-F", chain]);
   for (const chain of created) await runUnchecked("iptables", ["-t", "nat", "-X", chain]);
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await stat(path);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 function reEscape(s: string): string {

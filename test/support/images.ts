@@ -23,14 +23,15 @@
 
 import { execFile, spawn } from "node:child_process";
 import { createCipheriv, createHash, randomBytes } from "node:crypto";
-import { createWriteStream, constants as fsConstants } from "node:fs";
-import { access, mkdir, open, readFile, rename, rm } from "node:fs/promises";
+import { createWriteStream } from "node:fs";
+import { mkdir, open, readFile, rename, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { Duplex, PassThrough, Readable, Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { promisify } from "node:util";
 import { createGzip } from "node:zlib";
 import { type Pack, pack as tarPack } from "tar-stream";
+import { pathExists } from "../../src/util/index.js";
 
 const execFileAsync = promisify(execFile);
 
@@ -769,7 +770,7 @@ async function createBlobStore(paths: LayoutPaths): Promise<BlobStore> {
     async put(data) {
       const digest = sha256(data);
       const target = paths.blob(digest);
-      if (!(await exists(target))) await atomicWrite(target, data, tempPath());
+      if (!(await pathExists(target))) await atomicWrite(target, data, tempPath());
       return digest;
     },
     async ingest(stages, signal) {
@@ -830,7 +831,7 @@ async function loadCatalog(
       for (const d of [m.descriptor, m.config, ...m.layers]) digests.add(d.digest);
     }
   }
-  const present = await Promise.all([...digests].map((d) => exists(paths.blob(d))));
+  const present = await Promise.all([...digests].map((d) => pathExists(paths.blob(d))));
   return present.every(Boolean) ? catalog.images : undefined;
 }
 
@@ -878,14 +879,5 @@ async function atomicWrite(target: string, data: Buffer, tmp: string): Promise<v
     await dirHandle.sync();
   } finally {
     await dirHandle.close();
-  }
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await access(path, fsConstants.F_OK);
-    return true;
-  } catch {
-    return false;
   }
 }

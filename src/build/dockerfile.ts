@@ -193,6 +193,11 @@ export type Vars = (name: string) => string | undefined;
  * InvalidArgument (message without location; the caller adds it) on a bad substitution.
  */
 export function splitWords(input: string, vars: Vars, esc = "\\"): string[] {
+  return wordsOf(input, vars, esc, true);
+}
+
+/** Word processing; `split`: an unquoted variable's value is split into words (ProcessWords), else kept whole. */
+function wordsOf(input: string, vars: Vars, esc: string, split: boolean): string[] {
   const words: string[] = [];
   let cur = "";
   let inWord = false;
@@ -215,9 +220,25 @@ export function splitWords(input: string, vars: Vars, esc = "\\"): string[] {
     }
     if (c === "$") {
       const r = expandAt(input, i, vars, esc);
-      cur += r.value;
       i = r.end - 1;
-      inWord = true;
+      if (quote || !split) {
+        cur += r.value;
+        inWord = true;
+        continue;
+      }
+      // Unquoted: the value's whitespace separates words.
+      const parts = r.value.split(/\s+/);
+      parts.forEach((part, k) => {
+        if (k > 0 && (inWord || cur)) {
+          words.push(cur);
+          cur = "";
+          inWord = false;
+        }
+        if (part) {
+          cur += part;
+          inWord = true;
+        }
+      });
       continue;
     }
     if (quote === '"') {
@@ -227,6 +248,12 @@ export function splitWords(input: string, vars: Vars, esc = "\\"): string[] {
     }
     if (c === '"' || c === "'") {
       quote = c;
+      inWord = true;
+      continue;
+    }
+    if (/\s/.test(c) && !split) {
+      // One word (WORKDIR, USER, a legacy ENV value): whitespace is literal.
+      cur += c;
       inWord = true;
       continue;
     }
@@ -246,11 +273,7 @@ export function splitWords(input: string, vars: Vars, esc = "\\"): string[] {
 
 /** The whole string with variables expanded and quotes removed, as one word (WORKDIR, USER, ...). */
 export function expandWord(input: string, vars: Vars, esc = "\\"): string {
-  return splitWords(
-    input.replace(/\s/g, (s) => `${esc}${s}`),
-    vars,
-    esc,
-  ).join(" ");
+  return wordsOf(input, vars, esc, false).join(" ");
 }
 
 /** Expands variables only (quotes kept): heredoc bodies, onbuild text. */
@@ -294,7 +317,7 @@ function expandAt(input: string, i: number, vars: Vars, esc: string): { value: s
   const op = m[2];
   const value = vars(name);
   if (op === undefined) return { value: value ?? "", end };
-  const word = () => splitWords(m[3] ?? "", vars, esc).join(" ");
+  const word = () => wordsOf(m[3] ?? "", vars, esc, false).join(" ");
   switch (op) {
     case ":-":
       return { value: value ? value : word(), end };

@@ -719,6 +719,7 @@ class BuildRun {
     const cwd = st.config.WorkingDir || "/";
     const key = hashKey(st.key, [
       "RUN",
+      this.spec.compression,
       argv,
       envList,
       user,
@@ -770,8 +771,9 @@ class BuildRun {
       const parts = target.split("/").filter(Boolean);
       for (let i = 1; i <= parts.length; i++) {
         const p = `/${parts.slice(0, i).join("/")}`;
+        // Undefined means absent; a directory or a non-empty file fails the read, which means present.
         const exists = await readFileInRoot(root, p, { maxBytes: 0, signal: this.signal }).then(
-          () => true,
+          (b) => b !== undefined,
           (err: unknown) => !isKind(err, "NotFound"),
         );
         if (!exists) {
@@ -919,7 +921,17 @@ class BuildRun {
     const hash = await hashSourcesJob(srcRoot, sources, this.signal);
     const dest = posix.resolve(st.config.WorkingDir || "/", destWord);
     const destIsDir = destWord.endsWith("/") || sources.length > 1;
-    const key = hashKey(st.key, [inst.keyword, sources, dest, destIsDir, chown, chmod, extract, hash]);
+    const key = hashKey(st.key, [
+      inst.keyword,
+      this.spec.compression,
+      sources,
+      dest,
+      destIsDir,
+      chown,
+      chmod,
+      extract,
+      hash,
+    ]);
     const createdBy = `${inst.keyword} ${inst.args}`;
     if ((await this.cacheValid(key)) && this.cached(st, key)) {
       this.emit({ type: "cached", step });

@@ -5,11 +5,14 @@
  */
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { mkdir, mkdtemp, readdir, rm, symlink, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readdir, readFile, rm, symlink, writeFile } from "node:fs/promises";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { fileURLToPath } from "node:url";
+import { run } from "../../src/sys/index.js";
 import { isRoot } from "../support/berthd.js";
 import { closePodEnv, type PodEnv, startPodEnv } from "../support/pods.js";
 import { skipUnlessCi } from "../support/skip.js";
@@ -193,7 +196,114 @@ RUN echo "v=$V" > /v
     assert.match(b.stderr, /RUN echo before[^\n]*\n#\d+ CACHED/);
     assert.match(b.stderr, /COPY f \/f[^\n]*\n#\d+ CACHED/);
     assert.match(b.stderr, /RUN echo "v=\$V"[^\n]*\n#\d+ DONE/);
+    // The cache is in the store: it survives a berthd restart.
+    await env.restart();
+    const c = await berth(["build", "--progress", "plain", "-t", "demo/args", "--build-arg", "V=2", dir]);
+    assert.equal(c.code, 0, c.stderr);
+    assert.equal(steps(c.stderr).cached, 3, c.stderr);
+    // `berth builder prune` drops it.
+    const p = await berth(["builder", "prune"]);
+    assert.equal(p.code, 0, p.stderr);
+    assert.match(p.stdout, /Deleted build cache entries: [1-9]\d*/);
+    const d = await berth(["build", "--progress", "plain", "-t", "demo/args", "--build-arg", "V=2", dir]);
+    assert.equal(d.code, 0, d.stderr);
+    assert.equal(steps(d.stderr).cached, 0, d.stderr);
   });
+
+  test("RUN --mount secret and cache, ADD of a local tar and a URL, zstd layers in a Docker manifest", async () => {
+    const files = join(work, "served");
+    await mkdir(files, { recursive: true });
+    await writeFile(join(files, "remote.txt"), "from-http\n");
+    const server = createServer((req, res) => {
+      if (req.url !== "/remote.txt") {
+        res.writeHead(404).end();
+        return;
+      }
+      res.writeHead(200, { "last-modified": "Tue, 01 Jan 2030 00:00:00 GMT" });
+      res.end("from-http\n");
+    });
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+    const port = (server.address() as AddressInfo).port;
+    try {
+      const dir = await context("mounts", {
+        Dockerfile: `FROM ${env.image("berth-test/busybox")}
+RUN --mount=type=secret,id=tok cat /run/secrets/tok > /seen-secret-length && wc -c < /run/secrets/tok > /seen-secret-length
+RUN --mount=type=cache,target=/cache echo run >> /cache/runs && cat /cache/runs | wc -l > /cache-runs
+ADD bundle.tar /unpacked/
+ADD http://127.0.0.1:${port}/remote.txt /remote/
+`,
+      });
+      const tarDir = join(work, "tar-src");
+      await mkdir(join(tarDir, "inner"), { recursive: true });
+      await writeFile(join(tarDir, "inner", "x.txt"), "in-tar\n");
+      await run("tar", ["-czf", join(dir, "bundle.tar"), "-C", tarDir, "inner"]);
+      await writeFile(join(work, "token"), "s3cr3t-value");
+      const args = ["build", "--progress", "plain", "--secret", `id=tok,src=${join(work, "token")}`];
+      const r = await berth([...args, "--compression", "zstd", "-t", "demo/mounts", dir]);
+      assert.equal(r.code, 0, r.stderr);
+      // Cache mounts persist between builds: a --no-cache rebuild sees the first run's file.
+      const again = await berth([...args, "--no-cache", "-t", "demo/mounts2", dir]);
+      assert.equal(again.code, 0, again.stderr);
+      const pod = await env.runPod("mounts");
+      try {
+        const { log } = await env.runToExit(pod, {
+          metadata: { name: "m" },
+          image: { image: "demo/mounts2" },
+          command: [
+            "sh",
+            "-c",
+            "cat /seen-secret-length /cache-runs /unpacked/inner/x.txt /remote/remote.txt; ls /run/secrets 2>&1; ls /cache 2>&1; stat -c %Y /remote/remote.txt",
+          ],
+          logPath: "m.log",
+        });
+        assert.match(log, /\b12\n/, "the secret was readable during RUN");
+        assert.match(log, /\b2\n/, "the cache mount kept the first build's file");
+        assert.match(log, /in-tar/, "a local tar is extracted by ADD");
+        assert.match(log, /from-http/, "ADD fetches a URL");
+        assert.doesNotMatch(log, /\btok\b/, "no secret mount point is left in the image");
+        assert.match(log, /1893456000/, "the URL's Last-Modified is the file's mtime");
+      } finally {
+        await env.removePod(pod);
+      }
+      // The secret's value is in no layer: scan every blob of the content store.
+      const blobs = join(env.d.root, "content", "blobs", "sha256");
+      for (const b of await readdir(blobs).catch(() => [] as string[])) {
+        const data = await readFile(join(blobs, b));
+        assert.ok(!data.includes("s3cr3t-value"), `blob ${b} holds the secret`);
+      }
+      const st = await env.d.client.image.imageStatus({ image: { image: "demo/mounts" }, verbose: true });
+      assert.ok(st.image);
+      const zstdManifest = await findManifest(st.image.id);
+      assert.match(zstdManifest, /tar\+zstd/);
+      const docker = await berth([
+        "build",
+        "--progress",
+        "quiet",
+        "--format",
+        "docker",
+        "-t",
+        "demo/docker",
+        dir,
+        ...["--secret", `id=tok,src=${join(work, "token")}`],
+      ]);
+      assert.equal(docker.code, 0, docker.stderr);
+      const dockerManifest = await findManifest(docker.stdout.trim());
+      assert.match(dockerManifest, /application\/vnd\.docker\.distribution\.manifest\.v2\+json/);
+      assert.match(dockerManifest, /rootfs\.diff\.tar\.gzip/);
+    } finally {
+      server.close();
+    }
+  });
+
+  /** The manifest blob that names config `imageId`, read from the content store. */
+  async function findManifest(imageId: string): Promise<string> {
+    const blobs = join(env.d.root, "content", "blobs", "sha256");
+    for (const b of await readdir(blobs)) {
+      const text = (await readFile(join(blobs, b))).subarray(0, 1 << 16).toString("utf8");
+      if (text.includes('"schemaVersion"') && text.includes(imageId)) return text;
+    }
+    assert.fail(`no manifest names ${imageId}`);
+  }
 
   test(".dockerignore excludes files and a symlink pointing outside is not followed", async () => {
     const dir = await context("ignore", {

@@ -377,6 +377,20 @@ RUN ls -a /ctx | sort > /ctx.list; cat /ctx/escape/hostname 2>&1 || echo no-esca
     await assertNothingLeft();
   });
 
+  test("berthd killed mid-build leaves nothing a restart does not clean", async () => {
+    const dir = await context("killed", {
+      Dockerfile: `FROM ${env.image("berth-test/busybox")}\nRUN echo started; sleep 600\n`,
+    });
+    const building = berth(["build", "--progress", "plain", "--no-cache", dir]);
+    // Wait until the step's runc container exists, then SIGKILL berthd under it.
+    for (let i = 0; i < 600 && (await readdir(join(env.d.state, "build", "runc")).catch(() => [])).length === 0; i++)
+      await new Promise((res) => setTimeout(res, 100));
+    assert.notEqual((await leftovers()).length, 0, "the build was under way");
+    await env.restart({ kill: true });
+    assert.notEqual((await building).code, 0);
+    await assertNothingLeft();
+  });
+
   async function leftovers(): Promise<string[]> {
     const found: string[] = [];
     const mnt = join(env.d.state, "build", "mnt");
@@ -387,8 +401,9 @@ RUN ls -a /ctx | sort > /ctx.list; cat /ctx/escape/hostname 2>&1 || echo no-esca
     for (const e of await readdir(runc).catch(() => [])) found.push(`runc state ${e}`);
     const mounts = (await import("node:fs/promises")).readFile("/proc/self/mountinfo", "utf8");
     for (const l of (await mounts).split("\n")) if (l.includes(join(env.d.state, "build"))) found.push(`mount ${l}`);
-    const snaps = join(env.d.root, "snapshots", "overlay");
-    void snaps;
+    const meta = await readFile(join(env.d.root, "snapshots", "overlay", "metadata.json"), "utf8").catch(() => "{}");
+    const records = (JSON.parse(meta) as { snapshots?: Record<string, unknown> }).snapshots ?? {};
+    for (const key of Object.keys(records)) if (key.startsWith("build-")) found.push(`snapshot ${key}`);
     return found;
   }
 

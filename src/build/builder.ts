@@ -317,8 +317,10 @@ class BuildRun {
     // Every needed stage starts now; one failing stops the others.
     const all = plan.needed.map((i) => this.stage(i));
     const settled = await Promise.allSettled(all);
-    const failure = settled.find((s) => s.status === "rejected");
-    if (failure) throw (failure as PromiseRejectedResult).reason;
+    // The first real failure, not the cancellations it caused in the other stages.
+    const reasons = settled.filter((s) => s.status === "rejected").map((s) => (s as PromiseRejectedResult).reason);
+    const failure = reasons.find((r) => !isKind(r, "Canceled")) ?? reasons[0];
+    if (failure !== undefined) throw failure;
     const st = await this.stage(plan.target);
     return this.commitImage(st);
   }
@@ -1131,6 +1133,8 @@ async function resolveUser(root: string, user: string, signal: AbortSignal): Pro
     gid = (await lookup(root, "/etc/passwd", (f) => Number(f[2]) === uid, signal))?.[3] as number | undefined;
   } else {
     const entry = await lookup(root, "/etc/passwd", (f) => f[0] === u, signal);
+    // A root without /etc/passwd (FROM scratch) still runs as root.
+    if (!entry && u === "root") return { uid: 0, gid: g !== undefined && /^\d+$/.test(g) ? Number(g) : 0 };
     if (!entry)
       throw new RuntimeError("InvalidArgument", `unable to find user ${u}: no matching entries in passwd file`);
     uid = entry[2] as number;

@@ -1,5 +1,5 @@
 /**
- * `npm run bench [-- --quick] [-- --pods N --rounds R --in-flight K] [-- --only PARTS] [-- --runtimes NAMES]`:
+ * `npm run bench -- --build` runs only the build bench (build.ts). `npm run bench [-- --quick] [-- --pods N --rounds R --in-flight K] [-- --only PARTS] [-- --runtimes NAMES]`:
  * berth side by side with containerd. PARTS (comma-separated, default all): `pods` (the rounds below), `cli`
  * (CLI start-up) and `exec-load` (10 pod starts and 100 ExecSync at once, see exec-load.ts) and `pull`
  * (cold pulls of the 100 MB, 200,000-file and 1 GiB images, see pulls.ts; small stand-ins under --quick); NAMES limits the
@@ -32,6 +32,7 @@ import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { removeTestDir } from "../test/support/berthd.js";
 import { startBerth } from "./berth.js";
+import { runBuildBench } from "./build.js";
 import { type Cleanup, createCleanup } from "./cleanup.js";
 import { measureConcurrent } from "./concurrency.js";
 import { startContainerd } from "./containerd.js";
@@ -60,6 +61,8 @@ import { removePod, startPod } from "./workload.js";
 
 interface Options {
   quick: boolean;
+  /** `--build`: only the build bench (build.ts), berth beside buildah. */
+  build: boolean;
   pods: number;
   rounds: number;
   inFlight: number;
@@ -91,6 +94,7 @@ function parseOptions(argv: string[]): Options {
       "in-flight": { type: "string", default: "10" },
       only: { type: "string" },
       runtimes: { type: "string" },
+      build: { type: "boolean", default: false },
     },
     strict: true,
   });
@@ -103,6 +107,7 @@ function parseOptions(argv: string[]): Options {
   const quick = values.quick === true;
   return {
     quick,
+    build: values.build === true,
     pods: int(values.pods, quick ? 5 : 50, "pods"),
     rounds: int(values.rounds, quick ? 2 : 5, "rounds"),
     inFlight: int(values["in-flight"], 10, "in-flight"),
@@ -136,6 +141,7 @@ const cgroupRoot = (key: RuntimeName | "floor"): string => `/berth-bench-${key}`
 
 async function main(): Promise<number> {
   const options = parseOptions(process.argv.slice(2));
+  if (options.build) return runBuildBench(log);
   const startedAt = new Date();
   const loadAtStart = loadavg();
   const cleanup = createCleanup(log);

@@ -1,6 +1,7 @@
 import type { DescService } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { Command } from "commander";
+import { Builder } from "../api/gen/berth/v1/build_pb.js";
 import { Images } from "../api/gen/berth/v1/images_pb.js";
 import { ImageService, RuntimeService } from "../api/gen/runtime/v1/api_pb.js";
 import { type CriClient, createCriClient, DEFAULT_SOCKET } from "../client/index.js";
@@ -57,7 +58,10 @@ export async function withClient<T>(cmd: Command, fn: (client: CriClient, g: Glo
       {
         runtime: supportAware(client.runtime, RuntimeService),
         image: supportAware(client.image, ImageService),
-        berth: { images: supportAware(client.berth.images, Images) },
+        berth: {
+          images: supportAware(client.berth.images, Images),
+          builder: supportAware(client.berth.builder, Builder),
+        },
         socket: client.socket,
         close: () => client.close(),
       },
@@ -113,7 +117,7 @@ function supportAware<T extends object>(client: T, service: DescService): T {
       const method = typeof prop === "string" ? methods.get(prop) : undefined;
       if (typeof value !== "function" || method === undefined) return value;
       const fn = value as (...args: unknown[]) => unknown;
-      if (method.methodKind === "server_streaming") {
+      if (method.methodKind === "server_streaming" || method.methodKind === "bidi_streaming") {
         return (...args: unknown[]) => rethrowing(fn.apply(target, args) as AsyncIterable<unknown>, method.name);
       }
       return async (...args: unknown[]) => {

@@ -25,6 +25,7 @@ const MODULES: ReadonlyArray<{ commands: readonly string[]; load: () => Promise<
     commands: ["images", "image", "pull", "rmi", "prune", "inspecti", "imagefsinfo"],
     load: async () => (await import("./image.js")).registerImage,
   },
+  { commands: ["build", "builder"], load: async () => (await import("./build.js")).registerBuild },
   { commands: ["logs"], load: async () => (await import("./logs.js")).registerLogs },
   { commands: ["exec"], load: async () => (await import("./exec.js")).registerExec },
   { commands: ["attach"], load: async () => (await import("./attach.js")).registerAttach },

@@ -1,6 +1,7 @@
 import { connect as netConnect } from "node:net";
 import { type Client, createClient } from "@connectrpc/connect";
 import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
+import { Builder } from "../api/gen/berth/v1/build_pb.js";
 import { Images } from "../api/gen/berth/v1/images_pb.js";
 import { ImageService, RuntimeService } from "../api/gen/runtime/v1/api_pb.js";
 
@@ -24,7 +25,7 @@ export interface CriClient {
   readonly runtime: Client<typeof RuntimeService>;
   readonly image: Client<typeof ImageService>;
   /** berth's own extensions (pull with progress); other runtimes answer Unimplemented. */
-  readonly berth: { images: Client<typeof Images> };
+  readonly berth: { images: Client<typeof Images>; builder: Client<typeof Builder> };
   readonly socket: string;
   close(): void;
 }
@@ -48,7 +49,7 @@ export function createCriClient(options: CriClientOptions = {}): CriClient {
   return {
     runtime: createClient(RuntimeService, transport),
     image: createClient(ImageService, transport),
-    berth: { images: createClient(Images, transport) },
+    berth: { images: createClient(Images, transport), builder: createClient(Builder, transport) },
     socket,
     close: () => sessionManager.abort(),
   };

@@ -1,3 +1,4 @@
+import type { Builder } from "../build/index.js";
 import type { Config } from "../config/index.js";
 import type { ImageService } from "../images/index.js";
 import type { Logger } from "../log/index.js";
@@ -26,6 +27,8 @@ export interface CriContext {
   /** Records the node's pod CIDR (UpdateRuntimeConfig) for the default IPAM. */
   setPodCidr(cidr: string): Promise<void>;
   images: ImageService;
+  /** The image builder (berth.v1.Builder); absent in tests that do not build. */
+  builder?: Pick<Builder, "build" | "prune">;
   /** Where Exec/Attach/PortForward requests are cached and served. */
   streaming: Pick<StreamingServer, "prepareExec" | "prepareAttach" | "preparePortForward">;
   /** Pod sandboxes and their containers. */

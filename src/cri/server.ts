@@ -1,9 +1,11 @@
 import type { DescService } from "@bufbuild/protobuf";
 import { Code, type ConnectRouter, type ServiceImpl } from "@connectrpc/connect";
 import { type ConnectNodeAdapterOptions, connectNodeAdapter } from "@connectrpc/connect-node";
+import { Builder } from "../api/gen/berth/v1/build_pb.js";
 import { Images } from "../api/gen/berth/v1/images_pb.js";
 import { ImageService, RuntimeService } from "../api/gen/runtime/v1/api_pb.js";
 import { unimplemented } from "../errdefs/index.js";
+import { berthBuild, berthBuildPrune } from "./berth-build.js";
 import { berthPull } from "./berth-pull.js";
 import {
   containerStatus,
@@ -110,6 +112,10 @@ export function criRoutes(ctx: CriContext): (router: ConnectRouter) => void {
     router.service(RuntimeService, complete(RuntimeService, runtimeServiceImpl(ctx)));
     router.service(ImageService, complete(ImageService, imageServiceImpl(ctx)));
     router.service(Images, { pull: (req, hc) => mapStreamErrors(berthPull(ctx, req, hc.signal)) });
+    router.service(Builder, {
+      build: (reqs, hc) => mapStreamErrors(berthBuild(ctx, reqs, hc.signal)),
+      prune: () => berthBuildPrune(ctx),
+    });
   };
 }
 

@@ -74,6 +74,7 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
       },
       verboseInfo: () => ({ config: { config, podCidr }, eventLoop: loop?.stats() }),
       images: modules.images,
+      builder: modules.builder,
       streaming: modules.streaming,
       pods: { sandboxes: modules.sandboxes, containers: modules.containers },
     };

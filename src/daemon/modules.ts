@@ -1,7 +1,14 @@
 import { join } from "node:path";
+import { type Builder, createBuilder } from "../build/index.js";
 import type { Config } from "../config/index.js";
 import { createContentStore } from "../content/index.js";
-import { createContainerImages, createImageService, type ImageService } from "../images/index.js";
+import {
+  createContainerImages,
+  createImageService,
+  hostPlatform,
+  type ImageService,
+  parsePlatform,
+} from "../images/index.js";
 import type { Logger } from "../log/index.js";
 import { createNetworkManager, createSandboxNetworking, forwardPort, type NetworkManager } from "../network/index.js";
 import { currentOomScoreAdj } from "../oci/index.js";
@@ -25,6 +32,8 @@ import { ensureDir } from "../util/index.js";
  *   <state>/netns/<id>        pinned network namespaces (unless [cni] netns_dir)
  *   <state>/rootfs/<id>       mounted container root filesystems
  *   <root>/cni/results/       cached CNI results (unless [cni] cache_dir)
+ *   <state>/build/            builds in progress: mounts, runc state, contexts (see src/build/builder.ts)
+ *   <root>/build/             RUN --mount=type=cache directories
  *
  * Each of these is 0700 (set again at every start), so no host user reaches a container's files
  * through them: not the rootfs mounts (whose own mode is the image's and must stay so), not the
@@ -33,6 +42,7 @@ import { ensureDir } from "../util/index.js";
  */
 export interface Modules {
   images: ImageService;
+  builder: Builder;
   network: NetworkManager;
   runtime: ContainerRuntime;
   sandboxes: SandboxManager;
@@ -51,7 +61,11 @@ export async function buildModules(config: Config, store: Store, log: Logger): P
   if (!config.cni.netns_dir) await ensureDir(netnsDir, 0o700);
   const content = await createContentStore({ root: config.root });
   const snapshotter = await createOverlaySnapshotter({ root: config.root });
+  // The build cache keeps its layers from GC; the builder is made after the image service, so the
+  // service asks through this indirection.
+  let builder: Builder | undefined;
   const images = await createImageService({
+    extraReferences: () => builder?.references() ?? { blobs: [], chainIds: [] },
     store,
     content,
     snapshotter,
@@ -72,6 +86,20 @@ export async function buildModules(config: Config, store: Store, log: Logger): P
     logger: log.child({ component: "images" }),
   });
   closers.push(() => images.close());
+  const runcHandler = config.runtime.handlers[config.runtime.default];
+  builder = await createBuilder({
+    images,
+    content,
+    snapshotter,
+    store,
+    stateDir: join(config.state, "build"),
+    dataDir: join(config.root, "build"),
+    runcPath: runcHandler?.path ?? "runc",
+    platform: config.registry.platform ? parsePlatform(config.registry.platform) : hostPlatform(),
+    log: log.child({ component: "build" }),
+  });
+  const builderReady = builder;
+  closers.push(() => builderReady.close());
 
   const network = await createNetworkManager({
     confDir: config.cni.conf_dir,
@@ -162,6 +190,7 @@ export async function buildModules(config: Config, store: Store, log: Logger): P
 
   return {
     images,
+    builder: builderReady,
     network,
     runtime,
     sandboxes,

@@ -103,7 +103,21 @@ export interface ImageServiceOptions {
   registryTimeouts?: TransportTimeouts;
   /** A registry client to use instead of building one (tests). */
   registry?: RegistryClient;
+  /** Blobs and chain IDs other modules keep alive (the build cache): GC leaves them. */
+  extraReferences?: () => { blobs: Iterable<string>; chainIds: Iterable<string> };
   logger?: Logger;
+}
+
+/** An image made on this node (berth build): its blobs and snapshots are already stored. */
+export interface LocalImage {
+  id: string;
+  config: ImageConfig;
+  chainIds: string[];
+  manifestDigest: string;
+  blobs: string[];
+  size: number;
+  /** References to tag it with (each moved off any other image). */
+  tags: string[];
 }
 
 const COLLECTION = "images";
@@ -227,6 +241,47 @@ export class ImageService {
     } finally {
       lease.release();
     }
+  }
+
+  /**
+   * Records an image made on this node under `tags` (normalised like pull references; InvalidArgument
+   * for a bad one). Every blob and chain ID it names must already be stored.
+   */
+  async addLocal(image: LocalImage): Promise<ImageRecord> {
+    const refs = image.tags.map((t) => parseReference(t));
+    return this.imageLocks.run(image.id, async () => {
+      const record = this.o.store.transaction(() => {
+        let r: ImageRecord = {
+          id: image.id,
+          repoTags: [],
+          repoDigests: [],
+          size: image.size,
+          config: image.config,
+          chainIds: image.chainIds,
+          manifestDigest: image.manifestDigest,
+          blobs: image.blobs,
+          pinned: false,
+          createdAt: Date.now(),
+        };
+        const old = this.images.get(image.id);
+        if (old) r = { ...old, blobs: union(old.blobs, image.blobs) };
+        this.images.put(r.id, r);
+        for (const ref of refs) {
+          const tag = tagReference(ref);
+          if (tag === undefined) continue;
+          for (const other of this.images.list()) {
+            if (other.id !== r.id && other.repoTags.includes(tag))
+              this.images.put(other.id, { ...other, repoTags: other.repoTags.filter((t) => t !== tag) });
+          }
+          r = { ...r, repoTags: union(r.repoTags, [tag]) };
+        }
+        this.images.put(r.id, r);
+        return r;
+      });
+      this.usage.delete("all");
+      this.log.info({ image: record.id, tags: record.repoTags }, "image built");
+      return record;
+    });
   }
 
   /** Writes the pulled image's record, merging with an existing one and moving the tag. Synchronous (one transaction). */
@@ -379,6 +434,11 @@ export class ImageService {
     for (const r of this.images.list()) {
       for (const b of r.blobs) blobs.add(b);
       for (const c of r.chainIds) chainIds.add(c);
+    }
+    const extra = this.o.extraReferences?.();
+    if (extra) {
+      for (const b of extra.blobs) blobs.add(b);
+      for (const c of extra.chainIds) chainIds.add(c);
     }
     return { blobs, chainIds };
   }

@@ -8,10 +8,12 @@ export {
   type ImageRecord,
   ImageService,
   type ImageServiceOptions,
+  type LocalImage,
 } from "./image-service.js";
 export { type ContainerConfig, type Descriptor, type ImageConfig, imageUser } from "./manifest.js";
 export { formatPlatform, hostPlatform, type Platform, parsePlatform } from "./platform.js";
 export type { LayerProgress, LayerState } from "./pull.js";
+export { chainIds } from "./pull.js";
 export {
   digestReference,
   formatReference,

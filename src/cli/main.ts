@@ -25,6 +25,8 @@ const MODULES: ReadonlyArray<{ commands: readonly string[]; load: () => Promise<
     commands: ["images", "image", "pull", "rmi", "prune", "inspecti", "imagefsinfo"],
     load: async () => (await import("./image.js")).registerImage,
   },
+  { commands: ["push", "tag", "login", "logout"], load: async () => (await import("./push.js")).registerPush },
+  { commands: ["save", "load"], load: async () => (await import("./archive.js")).registerArchive },
   { commands: ["logs"], load: async () => (await import("./logs.js")).registerLogs },
   { commands: ["exec"], load: async () => (await import("./exec.js")).registerExec },
   { commands: ["attach"], load: async () => (await import("./attach.js")).registerAttach },

@@ -4,6 +4,7 @@ export {
   createImageService,
   type ImageFsInfo,
   type ImagePullOptions,
+  type ImagePushOptions,
   type ImageRecord,
   ImageService,
   type ImageServiceOptions,
@@ -11,6 +12,7 @@ export {
 export { type ContainerConfig, type Descriptor, type ImageConfig, imageUser } from "./manifest.js";
 export { formatPlatform, hostPlatform, type Platform, parsePlatform } from "./platform.js";
 export type { LayerProgress, LayerState } from "./pull.js";
+export type { PushProgress, PushState } from "./push.js";
 export {
   digestReference,
   formatReference,

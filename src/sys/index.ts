@@ -18,3 +18,4 @@ export { removeTree } from "./remove-tree.js";
 export { ROOTFS_FILE_MAX_BYTES } from "./rootfs-read.js";
 export { type ChildRequest, type ChildRun, enableSpawnWorker, startChild, stopWorker } from "./spawner.js";
 export type { TreeUsage } from "./tree-usage.js";
+export { createWorkerPool, serveWorker, type WorkerPool, type WorkerPoolOptions } from "./worker-pool.js";

@@ -80,9 +80,19 @@ export async function buildProgram(command?: string): Promise<Command> {
   return program;
 }
 
+/**
+ * `berth save -o FILE` is docker's spelling, but `-o` is the global output format: after `save`, it
+ * means `--output-file`.
+ */
+function saveOutputFile(args: string[]): string[] {
+  const at = args.indexOf("save");
+  if (at < 0 || commandWord(args) !== "save") return args;
+  return args.map((a, i) => (i > at && (a === "-o" || a === "--output") ? "--output-file" : a));
+}
+
 /** Runs the CLI; every failure is one line on stderr and exit code 1. */
 export async function main(argv: string[]): Promise<void> {
-  const args = separateExecCommand(argv.slice(2));
+  const args = saveOutputFile(separateExecCommand(argv.slice(2)));
   const program = await buildProgram(commandWord(args));
   try {
     await program.parseAsync([...argv.slice(0, 2), ...args]);

@@ -1,5 +1,5 @@
 export type { ApplyOptions, ApplyResult } from "./apply.js";
-export { type Compression, compressionOfMagic, compressionOfMediaType } from "./compression.js";
+export { type Compression, compressionOfMagic, compressionOfMediaType, decompressor } from "./compression.js";
 export {
   applyLayer,
   createUnpacker,

@@ -26,6 +26,8 @@ const MODULES: ReadonlyArray<{ commands: readonly string[]; load: () => Promise<
     load: async () => (await import("./image.js")).registerImage,
   },
   { commands: ["build", "builder"], load: async () => (await import("./build.js")).registerBuild },
+  { commands: ["push", "tag", "login", "logout"], load: async () => (await import("./push.js")).registerPush },
+  { commands: ["save", "load"], load: async () => (await import("./archive.js")).registerArchive },
   { commands: ["logs"], load: async () => (await import("./logs.js")).registerLogs },
   { commands: ["exec"], load: async () => (await import("./exec.js")).registerExec },
   { commands: ["attach"], load: async () => (await import("./attach.js")).registerAttach },
@@ -79,9 +81,19 @@ export async function buildProgram(command?: string): Promise<Command> {
   return program;
 }
 
+/**
+ * `berth save -o FILE` is docker's spelling, but `-o` is the global output format: after `save`, it
+ * means `--output-file`.
+ */
+function saveOutputFile(args: string[]): string[] {
+  const at = args.indexOf("save");
+  if (at < 0 || commandWord(args) !== "save") return args;
+  return args.map((a, i) => (i > at && (a === "-o" || a === "--output") ? "--output-file" : a));
+}
+
 /** Runs the CLI; every failure is one line on stderr and exit code 1. */
 export async function main(argv: string[]): Promise<void> {
-  const args = separateExecCommand(argv.slice(2));
+  const args = saveOutputFile(separateExecCommand(argv.slice(2)));
   const program = await buildProgram(commandWord(args));
   try {
     await program.parseAsync([...argv.slice(0, 2), ...args]);

@@ -55,17 +55,34 @@ export function layerLabel(digest: string): string {
   return digest.replace(/^sha256:/, "").slice(0, 12);
 }
 
-/** Spinners and bars on a terminal (`stream` is a TTY), plain lines otherwise. */
-export function createPullDisplay(stream: NodeJS.WriteStream = process.stderr): PullDisplay {
-  return stream.isTTY ? createBarDisplay(stream) : createPlainDisplay(stream);
+/** The words of a display: pull's, or push's ("Pushing", "pushing", "Pushed", "push"). */
+export interface DisplayWords {
+  /** "Pulling" */
+  starting: string;
+  /** "pulling" (the status while it runs) */
+  running: string;
+  /** "Pulled" */
+  finished: string;
+  /** "pull" */
+  verb: string;
 }
 
-function createPlainDisplay(stream: NodeJS.WritableStream): PullDisplay {
+const PULL_WORDS: DisplayWords = { starting: "Pulling", running: "pulling", finished: "Pulled", verb: "pull" };
+
+/** Spinners and bars on a terminal (`stream` is a TTY), plain lines otherwise. */
+export function createPullDisplay(
+  stream: NodeJS.WriteStream = process.stderr,
+  words: DisplayWords = PULL_WORDS,
+): PullDisplay {
+  return stream.isTTY ? createBarDisplay(stream, words) : createPlainDisplay(stream, words);
+}
+
+function createPlainDisplay(stream: NodeJS.WritableStream, words: DisplayWords): PullDisplay {
   return {
     start(image) {
       const started = Date.now();
       const seen = new Map<string, string>();
-      stream.write(`Pulling ${image} ...\n`);
+      stream.write(`${words.starting} ${image} ...\n`);
       return {
         layers(layers) {
           for (const l of layers) {
@@ -75,16 +92,16 @@ function createPlainDisplay(stream: NodeJS.WritableStream): PullDisplay {
             stream.write(`  ${layerLabel(l.digest)}: ${l.state}${size}\n`);
           }
         },
-        done: (id) => stream.write(`Pulled ${image} (${id}) in ${formatElapsed(Date.now() - started)}\n`),
+        done: (id) => stream.write(`${words.finished} ${image} (${id}) in ${formatElapsed(Date.now() - started)}\n`),
         // The error itself follows as the command's `berth: ...` line.
-        failed: () => stream.write(`Failed to pull ${image}\n`),
+        failed: () => stream.write(`Failed to ${words.verb} ${image}\n`),
       };
     },
     stop() {},
   };
 }
 
-function createBarDisplay(stream: NodeJS.WriteStream): PullDisplay {
+function createBarDisplay(stream: NodeJS.WriteStream, words: DisplayWords): PullDisplay {
   const multi: MultiBarT = new MultiBar({
     stream,
     // Each bar chooses its own format through the `line` payload: image lines and layer lines differ.
@@ -116,7 +133,7 @@ function createBarDisplay(stream: NodeJS.WriteStream): PullDisplay {
         line: "image",
         spinner: SPINNER[0],
         image,
-        status: "pulling",
+        status: words.running,
         elapsed: formatElapsed(0),
       });
       const tick = () =>

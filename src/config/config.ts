@@ -28,6 +28,8 @@ export interface Config {
     request_timeout_seconds: number;
     /** Any registry request (blobs too) fails when no byte arrives for this long. */
     idle_timeout_seconds: number;
+    /** `berth push` uploads blobs larger than this in chunks of this size (PATCH); 0 = always in one request. */
+    push_chunk_bytes: number;
   };
   /** Layer application: limits per layer (a layer over a limit fails its pull) and worker threads. */
   unpack: {
@@ -84,6 +86,7 @@ export function defaultConfig(): Config {
       platform: "",
       request_timeout_seconds: 60,
       idle_timeout_seconds: 300,
+      push_chunk_bytes: 64 * 1024 * 1024,
     },
     unpack: { max_layer_bytes: 32 * 1024 ** 3, max_layer_entries: 2_000_000, max_workers: 0 },
     cni: {
@@ -236,6 +239,8 @@ function check(c: Config, text: string, source: string): void {
     fail(where, ["streaming", "port"], "must be 0-65535");
   if (!Number.isInteger(c.registry.max_concurrent_downloads) || c.registry.max_concurrent_downloads < 1)
     fail(where, ["registry", "max_concurrent_downloads"], "must be a positive integer");
+  if (!Number.isSafeInteger(c.registry.push_chunk_bytes) || c.registry.push_chunk_bytes < 0)
+    fail(where, ["registry", "push_chunk_bytes"], "must be 0 (no chunks) or a number of bytes");
   for (const key of ["max_layer_bytes", "max_layer_entries"] as const) {
     if (!Number.isSafeInteger(c.unpack[key]) || c.unpack[key] < 1)
       fail(where, ["unpack", key], "must be a positive integer");

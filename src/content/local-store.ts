@@ -14,6 +14,7 @@ import type { BlobInfo, ContentStore } from "./types.js";
  * <root>/content/
  *   blobs/sha256/<hex>      committed blobs, mode 0444, never modified once renamed in
  *   ingest/<random>         ingests in progress; a crash leaves them behind and the next open deletes them
+ *   ingest/<random>.d/      staging directories (stagingDir), likewise
  * ```
  *
  * Both directories live on one filesystem so that committing is a rename: a blob path either
@@ -182,6 +183,32 @@ export async function createContentStore(options: ContentStoreOptions): Promise<
         throw invalidArgument(`digest ${digest} mismatch: content hashes to ${actual}`);
       }
       return locks.run(actual, () => write({ digest: actual, size: data.length }, [data], undefined, undefined));
+    },
+
+    async stagingDir() {
+      const dir = join(ingestDir, `${randomBytes(8).toString("hex")}.d`);
+      await mkdir(dir, { mode: 0o700 });
+      return dir;
+    },
+
+    async importFile(path, expected) {
+      hexOf(expected.digest);
+      return locks.run(expected.digest, async () => {
+        const existing = await info(expected.digest);
+        if (existing) {
+          await rm(path, { force: true });
+          return existing;
+        }
+        const st = await stat(path);
+        if (!st.isFile() || st.size !== expected.size) {
+          await rm(path, { force: true });
+          throw sizeMismatch(expected, String(st.size));
+        }
+        await chmod(path, 0o444);
+        await rename(path, pathOf(expected.digest));
+        await fsyncDir(blobsDir);
+        return { digest: expected.digest, size: expected.size };
+      });
     },
 
     async delete(digest) {

@@ -43,6 +43,18 @@ export interface Ingester {
   ): Promise<BlobInfo>;
   /** Writes a small blob from memory, verifying it when `digest` is given. */
   writeBlob(data: Uint8Array, digest?: string): Promise<BlobInfo>;
+  /**
+   * A new private directory on the store's filesystem for files written outside the store (an
+   * image archive spooled and its blobs staged by a worker thread). The caller removes it; after
+   * a crash the next open of the store does.
+   */
+  stagingDir(): Promise<string>;
+  /**
+   * Moves a complete file of a {@link stagingDir} in as blob `expected.digest`. Its writer hashed
+   * it while writing it (off the event loop), so only the size is checked here. A blob already
+   * present wins and the file is removed.
+   */
+  importFile(path: string, expected: BlobInfo): Promise<BlobInfo>;
 }
 
 /** Deletes blobs and lists them, for garbage collection. */

@@ -1,23 +1,38 @@
 import type { MessageInitShape } from "@bufbuild/protobuf";
-import type { PullProgressSchema, PullRequest } from "../api/gen/berth/v1/images_pb.js";
-import type { LayerProgress } from "../images/index.js";
+import type {
+  LoadChunk,
+  LoadResponseSchema,
+  LoginRequest,
+  LoginResponseSchema,
+  PullProgressSchema,
+  PullRequest,
+  PushProgressSchema,
+  PushRequest,
+  SaveChunkSchema,
+  SaveRequest,
+  TagRequest,
+  TagResponseSchema,
+} from "../api/gen/berth/v1/images_pb.js";
+import { invalidArgument } from "../errdefs/index.js";
+import type { LayerProgress, PushProgress } from "../images/index.js";
 import type { CriContext } from "./context.js";
-import { pullImage } from "./image.js";
+import { credentialsOf, pullImage } from "./image.js";
 
 /** How often a progress snapshot is sent while bytes flow (the last one is always sent). */
 const PROGRESS_INTERVAL_MS = 100;
 
+/** One layer's progress as both pull and push report it. */
+type Progress = LayerProgress | PushProgress;
+
 /**
- * berth.v1.Images/Pull: PullImage with per-layer progress, for `berth pull`. Progress events
- * from the image service are folded into one snapshot of all layers and sent at most every
- * 100 ms, so a fast pull does not flood the client.
+ * Runs `work`, folding its progress events into one snapshot of all layers, sent at most every
+ * 100 ms so that a fast transfer does not flood the client; the last snapshot comes with the
+ * result. The work's failure ends the stream.
  */
-export async function* berthPull(
-  ctx: CriContext,
-  req: PullRequest,
-  signal: AbortSignal,
-): AsyncGenerator<MessageInitShape<typeof PullProgressSchema>> {
-  const layers = new Map<string, LayerProgress>();
+async function* progressOf<R>(
+  work: (onProgress: (p: Progress) => void) => Promise<R>,
+): AsyncGenerator<{ layers: { digest: string; total: bigint; done: bigint; state: string }[]; result?: R }> {
+  const layers = new Map<string, Progress>();
   let dirty = false;
   let wake: (() => void) | undefined;
   const snapshot = () => ({
@@ -28,15 +43,15 @@ export async function* berthPull(
       state: l.state,
     })),
   });
-  let result: { imageRef: string } | undefined;
+  let result: { value: R } | undefined;
   let failure: unknown;
-  const pulling = pullImage(ctx, req, signal, (p) => {
+  const running = work((p) => {
     layers.set(p.digest, p);
     dirty = true;
     wake?.();
   }).then(
-    (r) => {
-      result = r;
+    (value) => {
+      result = { value };
       wake?.();
     },
     (err: unknown) => {
@@ -57,7 +72,79 @@ export async function* berthPull(
       yield snapshot();
     }
   }
-  await pulling;
+  await running;
   if (failure !== undefined) throw failure;
-  yield { ...snapshot(), imageRef: result?.imageRef ?? "" };
+  yield { ...snapshot(), ...(result ? { result: result.value } : {}) };
+}
+
+/**
+ * berth.v1.Images/Pull: PullImage with per-layer progress, for `berth pull`. The last message
+ * carries the image ID.
+ */
+export async function* berthPull(
+  ctx: CriContext,
+  req: PullRequest,
+  signal: AbortSignal,
+): AsyncGenerator<MessageInitShape<typeof PullProgressSchema>> {
+  for await (const p of progressOf((onProgress) => pullImage(ctx, req, signal, onProgress))) {
+    yield { layers: p.layers, ...(p.result ? { imageRef: p.result.imageRef } : {}) };
+  }
+}
+
+/** berth.v1.Images/Push: pushes a local image with per-blob progress; the last message carries the digest. */
+export async function* berthPush(
+  ctx: CriContext,
+  req: PushRequest,
+  signal: AbortSignal,
+): AsyncGenerator<MessageInitShape<typeof PushProgressSchema>> {
+  if (!req.image) throw invalidArgument("image is required");
+  const auth = credentialsOf(req.auth);
+  const push = (onProgress: (p: Progress) => void) =>
+    ctx.images.push(req.image, { signal, onProgress, ...(auth ? { auth } : {}) });
+  for await (const p of progressOf(push)) yield { layers: p.layers, ...(p.result ? { digest: p.result } : {}) };
+}
+
+/** berth.v1.Images/Tag. */
+export async function berthTag(ctx: CriContext, req: TagRequest): Promise<MessageInitShape<typeof TagResponseSchema>> {
+  if (!req.source || !req.target) throw invalidArgument("source and target are required");
+  const r = await ctx.images.tag(req.source, req.target);
+  return { imageId: r.id, target: r.target };
+}
+
+/** berth.v1.Images/Login: checks credentials against the registry, storing nothing. */
+export async function berthLogin(
+  ctx: CriContext,
+  req: LoginRequest,
+  signal: AbortSignal,
+): Promise<MessageInitShape<typeof LoginResponseSchema>> {
+  if (!req.registry) throw invalidArgument("registry is required");
+  const auth = credentialsOf(req.auth);
+  if (auth === undefined || (!auth.username && !auth.auth && !auth.identityToken && !auth.registryToken))
+    throw invalidArgument("login: credentials are required");
+  await ctx.images.checkLogin(req.registry, auth, { signal });
+  return {};
+}
+
+/** berth.v1.Images/Save: the archive in chunks of up to 1 MiB. */
+export async function* berthSave(
+  ctx: CriContext,
+  req: SaveRequest,
+  signal: AbortSignal,
+): AsyncGenerator<MessageInitShape<typeof SaveChunkSchema>> {
+  const format = req.format || "docker";
+  if (format !== "docker" && format !== "oci")
+    throw invalidArgument(`save: format must be docker or oci, not ${format}`);
+  for await (const data of await ctx.images.save(req.images, format, { signal })) yield { data };
+}
+
+/** berth.v1.Images/Load: the archive as the client streams it. */
+export async function berthLoad(
+  ctx: CriContext,
+  chunks: AsyncIterable<LoadChunk>,
+  signal: AbortSignal,
+): Promise<MessageInitShape<typeof LoadResponseSchema>> {
+  async function* bytes(): AsyncGenerator<Uint8Array> {
+    for await (const c of chunks) if (c.data.length > 0) yield c.data;
+  }
+  return { images: await ctx.images.load(bytes(), { signal }) };
 }

@@ -1,5 +1,6 @@
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import type {
+  AuthConfig,
   ImageFsInfoResponseSchema,
   ImageSchema,
   ImageStatusRequest,
@@ -10,7 +11,7 @@ import type {
   RemoveImageRequest,
 } from "../api/gen/runtime/v1/api_pb.js";
 import { invalidArgument } from "../errdefs/index.js";
-import type { ImageRecord, LayerProgress } from "../images/index.js";
+import type { ImageRecord, LayerProgress, RegistryCredentials } from "../images/index.js";
 import type { CriContext } from "./context.js";
 
 // The ImageService RPCs: thin conversions around src/images.
@@ -31,6 +32,19 @@ export function toImage(r: ImageRecord): MessageInitShape<typeof ImageSchema> {
   };
 }
 
+/** The CRI AuthConfig in domain form (empty fields left out); undefined without one. */
+export function credentialsOf(a: AuthConfig | undefined): RegistryCredentials | undefined {
+  if (a === undefined) return undefined;
+  return {
+    ...(a.username ? { username: a.username } : {}),
+    ...(a.password ? { password: a.password } : {}),
+    ...(a.auth ? { auth: a.auth } : {}),
+    ...(a.serverAddress ? { serverAddress: a.serverAddress } : {}),
+    ...(a.identityToken ? { identityToken: a.identityToken } : {}),
+    ...(a.registryToken ? { registryToken: a.registryToken } : {}),
+  };
+}
+
 export async function pullImage(
   ctx: CriContext,
   req: Pick<PullImageRequest, "image" | "auth">,
@@ -39,17 +53,7 @@ export async function pullImage(
 ) {
   const ref = req.image?.image;
   if (!ref) throw invalidArgument("image reference is required");
-  const a = req.auth;
-  const auth = a
-    ? {
-        ...(a.username ? { username: a.username } : {}),
-        ...(a.password ? { password: a.password } : {}),
-        ...(a.auth ? { auth: a.auth } : {}),
-        ...(a.serverAddress ? { serverAddress: a.serverAddress } : {}),
-        ...(a.identityToken ? { identityToken: a.identityToken } : {}),
-        ...(a.registryToken ? { registryToken: a.registryToken } : {}),
-      }
-    : undefined;
+  const auth = credentialsOf(req.auth);
   const image = await ctx.images.pull(ref, {
     signal,
     ...(auth ? { auth } : {}),

@@ -6,7 +6,7 @@ import { Images } from "../api/gen/berth/v1/images_pb.js";
 import { ImageService, RuntimeService } from "../api/gen/runtime/v1/api_pb.js";
 import { unimplemented } from "../errdefs/index.js";
 import { berthBuild, berthBuildPrune } from "./berth-build.js";
-import { berthPull } from "./berth-pull.js";
+import { berthLoad, berthLogin, berthPull, berthPush, berthSave, berthTag } from "./berth-pull.js";
 import {
   containerStatus,
   createContainer,
@@ -111,7 +111,23 @@ export function criRoutes(ctx: CriContext): (router: ConnectRouter) => void {
   return (router) => {
     router.service(RuntimeService, complete(RuntimeService, runtimeServiceImpl(ctx)));
     router.service(ImageService, complete(ImageService, imageServiceImpl(ctx)));
-    router.service(Images, { pull: (req, hc) => mapStreamErrors(berthPull(ctx, req, hc.signal)) });
+    router.service(
+      Images,
+      complete(Images, {
+        pull: (req, hc) => mapStreamErrors(berthPull(ctx, req, hc.signal)),
+        push: (req, hc) => mapStreamErrors(berthPush(ctx, req, hc.signal)),
+        tag: (req) => berthTag(ctx, req),
+        login: (req, hc) => berthLogin(ctx, req, hc.signal),
+        save: (req, hc) => mapStreamErrors(berthSave(ctx, req, hc.signal)),
+        load: async (reqs, hc) => {
+          try {
+            return await berthLoad(ctx, reqs, hc.signal);
+          } catch (err) {
+            throw toConnectError(err);
+          }
+        },
+      }),
+    );
     router.service(Builder, {
       build: (reqs, hc) => mapStreamErrors(berthBuild(ctx, reqs, hc.signal)),
       prune: () => berthBuildPrune(ctx),

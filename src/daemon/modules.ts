@@ -73,6 +73,7 @@ export async function buildModules(config: Config, store: Store, log: Logger): P
     configPath: config.registry.config_path,
     ...(config.registry.platform ? { platform: config.registry.platform } : {}),
     maxConcurrentDownloads: config.registry.max_concurrent_downloads,
+    pushChunkBytes: config.registry.push_chunk_bytes,
     registryTimeouts: {
       requestTimeoutMs: config.registry.request_timeout_seconds * 1000,
       idleTimeoutMs: config.registry.idle_timeout_seconds * 1000,

@@ -348,3 +348,8 @@ function fingerprint(secret: Secret | undefined): string {
 export function pullScope(path: string): string {
   return `repository:${path}:pull`;
 }
+
+/** The pull and push scope of a repository (`repository:demo/web:pull,push`). */
+export function pushScope(path: string): string {
+  return `repository:${path}:pull,push`;
+}

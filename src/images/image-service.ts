@@ -1,3 +1,5 @@
+import { rm } from "node:fs/promises";
+import { join } from "node:path";
 import { createUnpacker, type Unpacker } from "../archive/index.js";
 import type { ContentStore } from "../content/index.js";
 import { RuntimeError, wrap } from "../errdefs/index.js";
@@ -5,11 +7,14 @@ import { type Logger, silentLogger } from "../log/index.js";
 import type { Snapshotter } from "../snapshots/index.js";
 import type { Collection, Store } from "../store/index.js";
 import { AmbiguousPrefixError, createRefreshingCache, KeyedMutex, resolvePrefix } from "../util/index.js";
+import { ArchiveWorkers, DEFAULT_LOAD_LIMITS, familiarName, spool, stagingFile, streamAndRemove } from "./archive.js";
+import type { ArchiveFormat, SaveImage } from "./archive-format.js";
 import type { RegistryCredentials } from "./auth.js";
 import { collectGarbage, type GcLocks, type GcResult, Leases, type References } from "./gc.js";
-import type { ImageConfig } from "./manifest.js";
-import { hostPlatform, type Platform, parsePlatform } from "./platform.js";
+import { type ImageConfig, parseImageConfig, parseManifest } from "./manifest.js";
+import { formatPlatform, hostPlatform, type Platform, parsePlatform } from "./platform.js";
 import { abortError, EXTRACT_PREFIX, type LayerProgress, Puller } from "./pull.js";
+import { Pusher, type PushProgress, planPush } from "./push.js";
 import { digestReference, parseReference, type Reference, repositoryName, tagReference } from "./reference.js";
 import { RegistryClient } from "./registry.js";
 import type { TransportTimeouts } from "./transport.js";
@@ -66,6 +71,13 @@ export interface ImageFsInfo {
   inodesUsed: number;
 }
 
+/** Options of one push through the service. */
+export interface ImagePushOptions {
+  auth?: RegistryCredentials;
+  signal?: AbortSignal;
+  onProgress?: (event: PushProgress) => void;
+}
+
 /** Options of one pull through the service. */
 export interface ImagePullOptions {
   auth?: RegistryCredentials;
@@ -101,6 +113,8 @@ export interface ImageServiceOptions {
   stallTimeoutMs?: number;
   /** Deadlines of registry requests (`registry.request_timeout_seconds`, `idle_timeout_seconds`). */
   registryTimeouts?: TransportTimeouts;
+  /** `berth push` uploads blobs larger than this in chunks of this size; 0 = one request (default 64 MiB). */
+  pushChunkBytes?: number;
   /** A registry client to use instead of building one (tests). */
   registry?: RegistryClient;
   /** Blobs and chain IDs other modules keep alive (the build cache): GC leaves them. */
@@ -146,6 +160,9 @@ export class ImageService {
   private readonly registry: RegistryClient;
   private readonly ownsRegistry: boolean;
   private readonly puller: Puller;
+  private readonly pusher: Pusher;
+  private readonly archives = new ArchiveWorkers();
+  private readonly platform: Platform;
   private readonly unpacker: Unpacker;
   private readonly leases = new Leases();
   private readonly locks: GcLocks = { blobs: new KeyedMutex(), chains: new KeyedMutex() };
@@ -181,6 +198,7 @@ export class ImageService {
         : typeof o.platform === "string"
           ? parsePlatform(o.platform)
           : o.platform;
+    this.platform = platform;
     const u = o.unpack ?? {};
     this.unpacker = createUnpacker({
       ...(u.maxWorkers !== undefined ? { maxWorkers: u.maxWorkers } : {}),
@@ -201,6 +219,267 @@ export class ImageService {
       ...(o.maxConcurrentDownloads !== undefined ? { maxConcurrentDownloads: o.maxConcurrentDownloads } : {}),
       ...(o.stallTimeoutMs !== undefined ? { stallTimeoutMs: o.stallTimeoutMs } : {}),
     });
+    this.pusher = new Pusher({
+      content: o.content,
+      registry: this.registry,
+      log: this.log,
+      chunkBytes: o.pushChunkBytes ?? 64 * 1024 * 1024,
+    });
+  }
+
+  /**
+   * Pushes the local image named `name` to the repository and tag that name points at, then
+   * records the pushed digest among the image's repo digests (so a later push elsewhere on that
+   * registry can mount its blobs). Resolves to the digest the registry stored. Throws NotFound
+   * when no local image has that name, InvalidArgument for a digest reference.
+   */
+  async push(name: string, options: ImagePushOptions = {}): Promise<string> {
+    const ref = parseReference(name);
+    if (ref.digest !== undefined)
+      throw new RuntimeError("InvalidArgument", `push ${name}: give a tag, not a digest, to push to`);
+    const found = this.find(name);
+    if (found === undefined) throw new RuntimeError("NotFound", `image ${name}: tag an image with this name first`);
+    const signal = options.signal ? AbortSignal.any([options.signal, this.closing.signal]) : this.closing.signal;
+    const lease = this.leases.create();
+    try {
+      const record = await this.imageLocks.run(found.record.id, async () => {
+        const r = this.get(found.record.id);
+        lease.add(...r.blobs);
+        return r;
+      });
+      const plan = await planPush(this.o.content, record.blobs[0] ?? record.manifestDigest, record.manifestDigest);
+      const digest = await this.pusher.push(ref, plan, {
+        signal,
+        mountSources: (blob) => this.repositoriesHolding(ref.domain, blob),
+        ...(options.auth ? { credentials: options.auth } : {}),
+        ...(options.onProgress ? { onProgress: options.onProgress } : {}),
+      });
+      await this.imageLocks.run(record.id, async () => {
+        const current = this.images.get(record.id);
+        if (current === undefined) return;
+        this.images.put(record.id, {
+          ...current,
+          repoDigests: union(current.repoDigests, [digestReference(ref, digest)]),
+        });
+      });
+      this.log.info({ image: record.id, ref: name, digest }, "image pushed");
+      return digest;
+    } finally {
+      lease.release();
+    }
+  }
+
+  /** Repositories (paths) on `domain` that hold blob `digest`, as far as the local records know. */
+  private repositoriesHolding(domain: string, digest: string): string[] {
+    const out = new Set<string>();
+    for (const r of this.images.list()) {
+      if (!r.blobs.includes(digest)) continue;
+      for (const name of [...r.repoDigests, ...r.repoTags]) {
+        try {
+          const ref = parseReference(name);
+          if (ref.domain === domain) out.add(ref.path);
+        } catch {
+          // A record name that no longer parses cannot say where a blob is.
+        }
+      }
+    }
+    return [...out];
+  }
+
+  /**
+   * Gives image `source` (a name, ID or ID prefix) the name `target`, moving that name off any
+   * other image. Throws NotFound for an unknown source, InvalidArgument for a bad or digest target.
+   */
+  async tag(source: string, target: string): Promise<{ id: string; target: string }> {
+    const ref = parseReference(target);
+    const tag = tagReference(ref);
+    if (ref.digest !== undefined || tag === undefined)
+      throw new RuntimeError("InvalidArgument", `tag ${target}: a tag cannot carry a digest`);
+    const found = this.find(source);
+    if (found === undefined) throw new RuntimeError("NotFound", `image ${source}`);
+    return this.imageLocks.run(found.record.id, async () => {
+      const record = this.get(found.record.id);
+      this.o.store.transaction(() => {
+        for (const other of this.images.list()) {
+          if (other.id !== record.id && other.repoTags.includes(tag))
+            this.images.put(other.id, { ...other, repoTags: other.repoTags.filter((t) => t !== tag) });
+        }
+        this.images.put(record.id, { ...record, repoTags: union(record.repoTags, [tag]) });
+      });
+      this.log.info({ image: record.id, tag }, "image tagged");
+      return { id: record.id, target: tag };
+    });
+  }
+
+  /**
+   * An archive of images `names` (names, IDs or ID prefixes), written by a worker thread and then
+   * streamed: docker-archive (`docker load`), or an OCI image layout with format "oci". A name
+   * puts that name in the archive; an ID puts all of the image's names. Each image's platform
+   * manifest is saved. Throws NotFound for an unknown image.
+   */
+  async save(
+    names: string[],
+    format: ArchiveFormat,
+    options: { signal?: AbortSignal } = {},
+  ): Promise<AsyncIterable<Uint8Array>> {
+    if (names.length === 0) throw new RuntimeError("InvalidArgument", "save: name at least one image");
+    const lease = this.leases.create();
+    const { dir, path } = await stagingFile(this.o.content, "archive.tar");
+    try {
+      const byId = new Map<string, SaveImage>();
+      for (const name of names) {
+        const found = this.find(name);
+        if (found === undefined) throw new RuntimeError("NotFound", `image ${name}`);
+        const record = found.record;
+        lease.add(...record.blobs);
+        let image = byId.get(record.id);
+        if (image === undefined) {
+          image = await this.saveImage(record);
+          byId.set(record.id, image);
+        }
+        const tags = found.by.kind === "tag" ? [found.by.value] : found.by.kind === "id" ? record.repoTags : [];
+        for (const full of tags) {
+          if (image.names.some((n) => n.full === full)) continue;
+          const tag = full.slice(full.lastIndexOf(":") + 1);
+          image.names.push({ full, familiar: familiarName(full), tag });
+        }
+      }
+      await this.archives.save({ out: path, format, images: [...byId.values()] }, options.signal);
+    } catch (err) {
+      await rm(dir, { recursive: true, force: true });
+      throw err;
+    } finally {
+      lease.release();
+    }
+    // The file is complete: blobs may be collected now, the stream reads only the archive.
+    return streamAndRemove(path, dir);
+  }
+
+  private async saveImage(record: ImageRecord): Promise<SaveImage> {
+    const { content } = this.o;
+    const blob = async (digest: string, mediaType: string) => {
+      const info = await content.info(digest);
+      if (info === undefined) throw new RuntimeError("NotFound", `image ${record.id}: blob ${digest} is missing`);
+      return { digest, mediaType, size: info.size, path: content.blobPath(digest) };
+    };
+    const manifestBytes = await content.readBlob(record.manifestDigest);
+    const doc = parseManifest(manifestBytes, undefined);
+    if (doc.kind !== "manifest") throw new RuntimeError("Internal", `image ${record.id}: its manifest is an index`);
+    return {
+      names: [],
+      manifest: await blob(record.manifestDigest, doc.mediaType),
+      config: await blob(doc.config.digest, doc.config.mediaType),
+      layers: await Promise.all(doc.layers.map((l) => blob(l.digest, l.mediaType))),
+      diffIds: record.config.rootfs.diff_ids,
+    };
+  }
+
+  /**
+   * Reads an image archive (docker-archive or OCI layout, as `source` streams it), verifies every
+   * blob against its digest on a worker thread, unpacks the layers and records the images with
+   * their names. Resolves to the names recorded (an image without a name by its ID). A bad
+   * archive fails with InvalidArgument (ResourceExhausted when too large) and stores nothing:
+   * blobs are imported only once all are verified, images recorded only once all are unpacked,
+   * and anything imported by a load that then fails is garbage-collected.
+   */
+  async load(source: AsyncIterable<Uint8Array>, options: { signal?: AbortSignal } = {}): Promise<string[]> {
+    const signal = options.signal ? AbortSignal.any([options.signal, this.closing.signal]) : this.closing.signal;
+    const { dir, path } = await stagingFile(this.o.content, "archive.tar");
+    const lease = this.leases.create();
+    let imported = false;
+    try {
+      await spool(source, path, DEFAULT_LOAD_LIMITS.maxArchiveBytes, signal);
+      const result = await this.archives.load(
+        { archive: path, staging: dir, limits: DEFAULT_LOAD_LIMITS, platform: formatPlatform(this.platform) },
+        signal,
+      );
+      // Names are checked before anything is stored.
+      const named = result.images.map((image) => ({
+        image,
+        refs: image.names.flatMap((n) => {
+          // An OCI ref.name may be a bare tag, which names no repository.
+          if (result.format === "oci" && !/[/:]/.test(n)) return [];
+          try {
+            const ref = parseReference(n);
+            return tagReference(ref) !== undefined && ref.digest === undefined ? [ref] : [];
+          } catch {
+            throw new RuntimeError(
+              "InvalidArgument",
+              `archive: image name ${JSON.stringify(n.slice(0, 200))} is invalid`,
+            );
+          }
+        }),
+      }));
+      imported = true;
+      for (const b of result.blobs) {
+        lease.add(b.digest);
+        await this.o.content.importFile(join(dir, b.digest.slice("sha256:".length)), b);
+      }
+      const fresh: ImageRecord[] = [];
+      for (const { image } of named) {
+        const config = parseImageConfig(await this.o.content.readBlob(image.config.digest));
+        const chains = await this.puller.unpackStored(image.layers, image.diffIds, lease, { signal });
+        fresh.push({
+          id: image.config.digest,
+          repoTags: [],
+          repoDigests: [],
+          size: image.layers.reduce((n, l) => n + l.size, image.config.size),
+          config,
+          chainIds: chains,
+          manifestDigest: image.manifest.digest,
+          blobs: [image.manifest.digest, image.config.digest, ...image.layers.map((l) => l.digest)],
+          pinned: false,
+          createdAt: Date.now(),
+        });
+      }
+      const out: string[] = [];
+      this.o.store.transaction(() => {
+        for (const [i, { refs }] of named.entries()) {
+          const record = fresh[i] as ImageRecord;
+          const tags = refs.map((r) => tagReference(r) as string);
+          for (const other of this.images.list()) {
+            const kept = other.repoTags.filter((t) => !tags.includes(t));
+            if (other.id !== record.id && kept.length !== other.repoTags.length)
+              this.images.put(other.id, { ...other, repoTags: kept });
+          }
+          const old = this.images.get(record.id);
+          const merged: ImageRecord = old
+            ? { ...old, blobs: union(old.blobs, record.blobs), repoTags: union(old.repoTags, tags) }
+            : { ...record, repoTags: tags };
+          this.images.put(record.id, merged);
+          out.push(...(tags.length > 0 ? tags : [record.id]));
+        }
+      });
+      this.usage.delete("all");
+      this.log.info({ format: result.format, images: out }, "images loaded");
+      return out;
+    } catch (err) {
+      lease.release();
+      if (imported)
+        await this.collectGarbage().catch((e: unknown) => this.log.warn({ err: e }, "collect after failed load"));
+      if (signal.aborted && !(err instanceof RuntimeError)) throw abortError(signal, "load");
+      throw err;
+    } finally {
+      lease.release();
+      await rm(dir, { recursive: true, force: true });
+    }
+  }
+
+  /**
+   * Checks credentials against `registry`'s authentication (its push host from hosts.toml, with
+   * its TLS settings), as `docker login` does. Throws Unauthenticated when they are refused.
+   */
+  async checkLogin(registry: string, auth: RegistryCredentials, options: { signal?: AbortSignal } = {}): Promise<void> {
+    let ref: Reference;
+    try {
+      ref = parseReference(`${registry}/login-check`);
+    } catch {
+      throw new RuntimeError("InvalidArgument", `login: ${JSON.stringify(registry)} is not a registry host[:port]`);
+    }
+    if (registry.includes("/") || ref.domain !== registry.replace(/^index\.docker\.io$/, "docker.io"))
+      throw new RuntimeError("InvalidArgument", `login: ${JSON.stringify(registry)} is not a registry host[:port]`);
+    const signal = options.signal ? AbortSignal.any([options.signal, this.closing.signal]) : this.closing.signal;
+    await this.registry.checkLogin(ref, auth, { signal });
   }
 
   /**
@@ -425,6 +704,7 @@ export class ImageService {
     this.closing.abort(new RuntimeError("Canceled", "image service closing"));
     this.usage.close();
     if (this.ownsRegistry) this.registry.close();
+    void this.archives.close();
     void this.unpacker.close();
   }
 

@@ -5,6 +5,7 @@ export {
   createImageService,
   type ImageFsInfo,
   type ImagePullOptions,
+  type ImagePushOptions,
   type ImageRecord,
   ImageService,
   type ImageServiceOptions,
@@ -14,6 +15,7 @@ export { type ContainerConfig, type Descriptor, type ImageConfig, imageUser } fr
 export { formatPlatform, hostPlatform, type Platform, parsePlatform } from "./platform.js";
 export type { LayerProgress, LayerState } from "./pull.js";
 export { chainIds } from "./pull.js";
+export type { PushProgress, PushState } from "./push.js";
 export {
   digestReference,
   formatReference,

@@ -207,6 +207,22 @@ export class Puller {
     }
   }
 
+  /**
+   * Unpacks and commits the layers of an image whose blobs are all in the content store already
+   * (a loaded archive), exactly as a pull does; returns the chain IDs (added to `lease`).
+   */
+  async unpackStored(
+    layers: Descriptor[],
+    diffIds: string[],
+    lease: Lease,
+    options: { signal?: AbortSignal } = {},
+  ): Promise<string[]> {
+    const chains = chainIds(diffIds);
+    lease.add(...layers.map((l) => l.digest), ...chains);
+    await this.layers(undefined, layers, diffIds, chains, options);
+    return chains;
+  }
+
   /** A manifest or index from the content store, or fetched, verified and stored. */
   private async manifest(
     repo: Repository,
@@ -230,7 +246,7 @@ export class Puller {
    * verified. A failure or cancel removes every snapshot this pull prepared and did not commit.
    */
   private async layers(
-    repo: Repository,
+    repo: Repository | undefined,
     layers: Descriptor[],
     diffIds: string[],
     chains: string[],
@@ -468,7 +484,7 @@ export class Puller {
    * growing ingest file (undefined when the blob is present or nothing was written).
    */
   private async ensureBlob(
-    repo: Repository,
+    repo: Repository | undefined,
     desc: Descriptor,
     o: {
       signal: AbortSignal | undefined;
@@ -495,6 +511,7 @@ export class Puller {
       shared.promise = this.o.locks.blobs
         .run(desc.digest, async () => {
           if (await this.o.content.info(desc.digest)) return;
+          if (repo === undefined) throw new RuntimeError("NotFound", `blob ${desc.digest} is not stored`);
           await this.o.content.ingest(
             { digest: desc.digest, size: desc.size },
             lazyBlob(repo, desc, controller.signal, this.stallMs),

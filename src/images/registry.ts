@@ -1,14 +1,23 @@
 import { createHash } from "node:crypto";
 import { RuntimeError } from "../errdefs/index.js";
 import { type Logger, silentLogger } from "../log/index.js";
-import { Authorizer, parseWwwAuthenticate, pullScope, type RegistryCredentials, secretFor } from "./auth.js";
+import { Authorizer, parseWwwAuthenticate, pullScope, pushScope, type RegistryCredentials, secretFor } from "./auth.js";
 import { type HostCapability, loadRegistryHosts, type RegistryHost } from "./hosts.js";
 import { type Descriptor, MANIFEST_ACCEPT, MAX_MANIFEST_SIZE } from "./manifest.js";
 import { type Reference, repositoryName } from "./reference.js";
-import { discard, errorDetail, type HttpResponse, readBody, redact, Transport } from "./transport.js";
+import {
+  discard,
+  errorDetail,
+  type HttpRequestOptions,
+  type HttpResponse,
+  readBody,
+  redact,
+  Transport,
+} from "./transport.js";
 
 /**
- * A client of the OCI distribution spec (Docker Registry HTTP API v2), pull side only.
+ * A client of the OCI distribution spec (Docker Registry HTTP API v2): pulls here, and the
+ * authenticated requests push.ts builds the push protocol from.
  *
  * Lifecycle: one `RegistryClient` per daemon (it owns connection pools and the token cache;
  * `close()` ends them); one `Repository` per pull, which reads the host configuration once and
@@ -68,6 +77,16 @@ export class RegistryClient {
   async repository(ref: Reference, options: { credentials?: RegistryCredentials } = {}): Promise<Repository> {
     const hosts = await this.hostsFor(ref.domain);
     return new Repository(ref, hosts, options.credentials, this.transport, this.authorizer, this.log);
+  }
+
+  /** Checks `credentials` against the API root of `ref`'s registry (see {@link Repository.checkLogin}). */
+  async checkLogin(
+    ref: Reference,
+    credentials: RegistryCredentials,
+    options: { signal?: AbortSignal } = {},
+  ): Promise<void> {
+    const repo = await this.repository(ref, { credentials });
+    await repo.checkLogin(options);
   }
 
   /** Closes pooled connections. In-flight requests fail. */
@@ -238,19 +257,53 @@ export class Repository {
     signal: AbortSignal | undefined,
     extra: { deadline?: boolean } = {},
   ): Promise<HttpResponse> {
+    return this.sendTo(host, this.urlOf(host, parts), method, {
+      headers,
+      scopes: [pullScope(this.ref.path)],
+      ...extra,
+      ...(signal ? { signal } : {}),
+    });
+  }
+
+  /** The URL of `parts` under this repository's API path on `host` (with `?ns=` for a mirror). */
+  private urlOf(host: RegistryHost, parts: string[]): URL {
     const url = new URL(`${host.scheme}://${host.host}${host.path}/${this.ref.path}/${parts.join("/")}`);
     if (isMirror(host.host, this.ref.domain)) url.searchParams.set("ns", this.ref.domain);
+    return url;
+  }
+
+  /**
+   * Sends one request with authentication: up-front from the origin's known challenge, else
+   * anonymously, then once more after a 401 with what the challenge asks for. A second 401 is
+   * Unauthenticated. A URL off the host's own origin (an upload location on an object store) gets
+   * no credentials at all.
+   */
+  private async sendTo(
+    host: RegistryHost,
+    url: URL,
+    method: string,
+    o: {
+      headers?: Record<string, string>;
+      scopes: string[];
+      signal?: AbortSignal;
+      deadline?: boolean;
+      body?: HttpRequestOptions["body"];
+    },
+  ): Promise<HttpResponse> {
+    const { signal, scopes } = o;
     const origin = originOf(host);
-    const scopes = [pullScope(this.ref.path)];
-    const secret = this.secret(host);
-    const base: Record<string, string | string[]> = { ...host.header, ...headers };
+    const own = isOwnOrigin(host, url);
+    const secret = own ? this.secret(host) : undefined;
+    const base: Record<string, string | string[]> = own ? { ...host.header, ...o.headers } : { ...o.headers };
     const go = (authz: string | undefined) =>
       this.transport.request(host, url, {
         method,
         headers: authz ? { ...base, authorization: authz } : base,
-        ...extra,
+        ...(o.deadline !== undefined ? { deadline: o.deadline } : {}),
+        ...(o.body !== undefined ? { body: o.body } : {}),
         ...(signal ? { signal } : {}),
       });
+    if (!own) return go(undefined);
     const authOptions = { allowPlainHttpRealm: speaksPlainHttp(host), ...(signal ? { signal } : {}) };
 
     const first = await this.authorizer.prepare(origin, scopes, secret, authOptions).catch((err: unknown) => {
@@ -274,6 +327,67 @@ export class Repository {
       );
     }
     return retry;
+  }
+
+  /**
+   * The host pushes go to: the first one configured with the `push` capability (a push is never
+   * split over hosts). Throws NotFound when none is.
+   */
+  pushHost(): RegistryHost {
+    const host = this.hosts.find((h) => h.capabilities.includes("push"));
+    if (host === undefined)
+      throw new RuntimeError("NotFound", `no registry host configured for push on ${this.ref.domain}`);
+    return host;
+  }
+
+  /**
+   * One authenticated request to the push host, for the push protocol (push.ts): `target` is a
+   * path under this repository (`["blobs", "uploads", ""]`) or an absolute URL (an upload's
+   * `Location`). `scopes` defaults to pull and push on this repository; a mount adds pull on its
+   * source. Blob bodies opt out of the total deadline (`deadline: false`).
+   */
+  pushRequest(
+    method: string,
+    target: string[] | URL,
+    o: {
+      headers?: Record<string, string>;
+      query?: Record<string, string>;
+      scopes?: string[];
+      body?: HttpRequestOptions["body"];
+      deadline?: boolean;
+      signal?: AbortSignal;
+    } = {},
+  ): Promise<HttpResponse> {
+    const host = this.pushHost();
+    const url = Array.isArray(target) ? this.urlOf(host, target) : new URL(target);
+    for (const [k, v] of Object.entries(o.query ?? {})) url.searchParams.set(k, v);
+    return this.sendTo(host, url, method, {
+      scopes: o.scopes ?? [pushScope(this.ref.path)],
+      ...(o.headers ? { headers: o.headers } : {}),
+      ...(o.body !== undefined ? { body: o.body } : {}),
+      ...(o.deadline !== undefined ? { deadline: o.deadline } : {}),
+      ...(o.signal ? { signal: o.signal } : {}),
+    });
+  }
+
+  /**
+   * Checks that the credentials open the registry's API root (`GET /v2/`) on the push host, as
+   * `docker login` does: the token flow runs with no repository scope. Throws Unauthenticated
+   * when they are refused.
+   */
+  async checkLogin(options: { signal?: AbortSignal } = {}): Promise<void> {
+    const host = this.pushHost();
+    const url = new URL(`${host.scheme}://${host.host}${host.path}/`);
+    const res = await this.sendTo(host, url, "GET", {
+      scopes: [],
+      ...(options.signal ? { signal: options.signal } : {}),
+    });
+    if (res.status === 200) return discard(res);
+    const detail = await errorDetail(res);
+    throw new RuntimeError(
+      res.status === 403 ? "PermissionDenied" : "Unavailable",
+      `GET ${redact(res.url)}: unexpected status ${res.status}${detail ? `: ${detail}` : ""}`,
+    );
   }
 
   /**

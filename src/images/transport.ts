@@ -1,6 +1,8 @@
 import { readFile } from "node:fs/promises";
 import http, { type IncomingHttpHeaders, type IncomingMessage } from "node:http";
 import https from "node:https";
+import { Readable } from "node:stream";
+import { pipeline } from "node:stream/promises";
 import { rootCertificates } from "node:tls";
 import { RuntimeError } from "../errdefs/index.js";
 import type { Logger } from "../log/index.js";
@@ -45,7 +47,11 @@ export interface HttpResponse {
 export interface HttpRequestOptions {
   method?: string;
   headers?: Record<string, string | string[]>;
-  body?: string | Uint8Array;
+  /**
+   * The request body. A stream comes from a function, called once per attempt (an HTTP fallback
+   * sends the request twice), so a blob upload can be sent again from the start.
+   */
+  body?: string | Uint8Array | (() => AsyncIterable<Uint8Array>);
   signal?: AbortSignal;
   /** Apply the total deadline (default true); false for bodies of unbounded length (blobs). */
   deadline?: boolean;
@@ -180,7 +186,11 @@ export class Transport {
             }),
           );
       });
-      req.end(options.body);
+      const body = options.body;
+      if (typeof body === "function") {
+        // A failed upload shows as the request's error (or its answer); the pipeline's own error adds nothing.
+        pipeline(Readable.from(body()), req).catch((err: unknown) => req.destroy(err as Error));
+      } else req.end(body);
     });
   }
 

@@ -21,3 +21,4 @@ export { SOCAT_CONNECTED, type SocatOptions, type SocatTarget, socatArgv, startS
 export { type ChildRequest, type ChildRun, enableSpawnWorker, startChild, stopWorker } from "./spawner.js";
 export { setRawInput } from "./stty.js";
 export type { TreeUsage } from "./tree-usage.js";
+export { createWorkerPool, serveWorker, type WorkerPool, type WorkerPoolOptions } from "./worker-pool.js";

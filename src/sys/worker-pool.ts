@@ -197,12 +197,13 @@ export function serveWorker(handlers: Record<string, (arg: never) => unknown>): 
   const port = parentPort;
   if (!port) throw new Error("serveWorker: not in a worker thread");
   port.postMessage({ ready: true });
-  port.on("message", (msg: { op: string; arg: unknown }) => {
+  // A handler may return a promise (streaming work in the worker); the pool sends the next job only after the reply.
+  port.on("message", async (msg: { op: string; arg: unknown }) => {
     let reply: Reply;
     try {
       const handler = handlers[msg.op];
       if (!handler) throw new RuntimeError("Internal", `unknown worker op ${msg.op}`);
-      reply = { ok: true, value: handler(msg.arg as never) };
+      reply = { ok: true, value: await handler(msg.arg as never) };
     } catch (err) {
       reply = { ok: false, kind: kindOf(err), message: messageOf(err) };
     }

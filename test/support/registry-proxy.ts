@@ -125,6 +125,10 @@ export async function startRegistryProxy(
               res.end(body);
               return;
             }
+            // Upload locations name the upstream: point them back at the proxy, so uploads are seen too.
+            const location = upRes.headers.location;
+            if (location?.startsWith(`http://${target.host}/`))
+              upRes.headers.location = `http://${req.headers.host}${location.slice(`http://${target.host}`.length)}`;
             res.writeHead(upRes.statusCode ?? 502, upRes.headers);
             await pipeline(upRes, res);
           })().catch(() => res.destroy());

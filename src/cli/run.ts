@@ -252,6 +252,7 @@ class LogStreams {
       for await (const line of followLog(path, { signal: this.abort.signal, fromEnd: o.fromEnd, until: o.until })) {
         (line.stream === "stderr" ? process.stderr : process.stdout).write(`${prefix} ${line.content}\n`);
       }
+      // A read error on one container's log ends that one stream; the run and the other streams go on.
     })().catch(() => {});
     this.tasks.add(task);
     void task.finally(() => this.tasks.delete(task));

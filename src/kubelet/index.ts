@@ -26,6 +26,7 @@ export { createLayout, DEFAULT_LOG_ROOT, DEFAULT_STATE_DIR, type Layout } from "
 export { removePod } from "./lifecycle.js";
 export { followLog, readLogLines } from "./logs.js";
 export { loadManifest, ManifestError, manifestHash, type ParsedManifest, parseManifest } from "./manifest.js";
+export { computePodActions, type PlanInput, type PodActions } from "./plan.js";
 export { listPodViews, pidAlive, podView } from "./pod-query.js";
 export { claimRunner, PodSet, type PodSetOptions, readRunner, releaseRunner } from "./pod-set.js";
 export {

@@ -5,8 +5,10 @@
  * current one are dropped. The worker reads the verdicts on its next pass; `onChange` asks it to
  * run that pass now.
  *
- * Lifecycle per container: `track()` (a new attempt: resets verdicts, starts probes unless told
- * not to) → `stop()` (the attempt exited or is being killed) → `track()` again. `close()` stops all.
+ * Lifecycle per container: `track()` (a new current attempt: verdicts reset) → `probe()` (its
+ * probe workers start; init containers and attempts whose postStart hook failed skip this) →
+ * `stop()` (it exited or is being killed) → `track()` for the next attempt. `forget()` drops the
+ * attempt when its sandbox goes; `close()` stops every probe.
  */
 import type { Clock } from "./clock.js";
 import type { EventRecorder } from "./events.js";
@@ -51,11 +53,6 @@ export class Prober {
     const e = this.entries.get(name);
     if (!e) return { id: "", ready: false, started: false };
     return { id: e.id, ready: e.ready, started: e.started, ...(e.kill ? { kill: e.kill } : {}) };
-  }
-
-  /** Names of every container ever tracked. */
-  names(): string[] {
-    return [...this.entries.keys()];
   }
 
   /** A new current attempt `id` of container `spec`: stops the old probes, resets the verdicts. */

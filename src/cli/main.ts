@@ -34,12 +34,12 @@ const MODULES: ReadonlyArray<{ commands: readonly string[]; load: () => Promise<
   { commands: ["port-forward"], load: async () => (await import("./port-forward.js")).registerPortForward },
   { commands: ["stats"], load: async () => (await import("./stats.js")).registerStats },
   { commands: ["events"], load: async () => (await import("./events.js")).registerEvents },
-  // ---- pod runner (issue #7): `run`, `down`, `get`, `describe`, `kubelet` live in src/kubelet/. ----
-  {
-    commands: ["run", "down", "get", "describe", "pod-logs", "kubelet"],
-    load: async () => (await import("../kubelet/index.js")).registerKubelet,
-  },
-  // ---- end of pod runner ----
+  // The pod runner's commands (the library is src/kubelet/).
+  { commands: ["run", "down"], load: async () => (await import("./run.js")).registerRun },
+  { commands: ["get"], load: async () => (await import("./get.js")).registerGet },
+  { commands: ["describe"], load: async () => (await import("./describe.js")).registerDescribe },
+  { commands: ["pod-logs"], load: async () => (await import("./pod-logs.js")).registerPodLogs },
+  { commands: ["kubelet"], load: async () => (await import("./kubelet.js")).registerKubelet },
   { commands: ["completion"], load: async () => (await import("./completion.js")).registerCompletion },
 ];
 

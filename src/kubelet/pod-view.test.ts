@@ -7,9 +7,8 @@ import {
   PodSandboxState,
   PodSandboxStatusSchema,
 } from "../api/gen/runtime/v1/api_pb.js";
-import { podRow } from "./describe.js";
 import { parseManifest } from "./manifest.js";
-import { computePodView, humanDuration, type RunnerStatus } from "./pod-view.js";
+import { computePodView, humanDuration, podRow, type RunnerStatus } from "./pod-view.js";
 import { ANNOTATIONS } from "./types.js";
 
 const NOW = 1_700_000_000_000;

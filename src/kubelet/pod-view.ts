@@ -362,3 +362,22 @@ export function humanDuration(ms: number): string {
   if (d < 365 * 2) return `${d}d`;
   return `${Math.floor(d / 365)}y`;
 }
+
+/** NAME READY STATUS RESTARTS AGE IP (NAMESPACE first when `withNamespace`). */
+export function podRow(v: PodView, now: number, withNamespace: boolean): string[] {
+  const restarts =
+    v.lastRestartAt !== undefined && v.restarts > 0
+      ? `${v.restarts} (${humanDuration(now - v.lastRestartAt)} ago)`
+      : String(v.restarts);
+  const row = [
+    v.name,
+    `${v.readyCount}/${v.total}`,
+    v.status,
+    restarts,
+    humanDuration(now - v.createdAt),
+    v.ip || "<none>",
+  ];
+  return withNamespace ? [v.namespace, ...row] : row;
+}
+
+export const POD_HEADERS = ["NAME", "READY", "STATUS", "RESTARTS", "AGE", "IP"];

@@ -756,7 +756,12 @@ describe("pod runner", { skip: skipUnlessCi(isRoot() ? false : "needs root (runc
       p.stdout?.on("data", (b: Buffer) => {
         agentText += b.toString();
       });
-      await sleep(2000);
+      // Wait for the restarted agent to have taken the pod over (a loaded machine can take seconds to start it).
+      await eventually(
+        "the restarted agent's report of web.yaml",
+        async () => /web\.yaml: added: running pod default\/static-web/.test(agentText) || undefined,
+        30_000,
+      );
       const all = await sandboxesOf({ [LABELS.owner]: owner });
       assert.deepEqual(
         all.map((s) => s.id),

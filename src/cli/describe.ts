@@ -1,29 +1,65 @@
 /**
- * Text of `berth get pods` rows and `berth describe pod`, laid out like kubectl's.
+ * `berth describe pod NAME`: a pod's containers, probes, conditions, volumes and the events its
+ * runner recorded, laid out like kubectl describe.
  */
-import type { PodEvent } from "./events.js";
-import { type ContainerView, humanDuration, type PodView } from "./pod-view.js";
-import { describeProbe } from "./probe.js";
-import { formatBytes, formatCpu } from "./quantity.js";
+import { readFile } from "node:fs/promises";
+import { hostname } from "node:os";
+import type { Command } from "commander";
+import {
+  type ContainerView,
+  createLayout,
+  describeProbe,
+  formatBytes,
+  formatCpu,
+  humanDuration,
+  listPodViews,
+  type PodEvent,
+  type PodView,
+  pidAlive,
+  readEvents,
+  readHostInfo,
+} from "../kubelet/index.js";
+import { withClient } from "./context.js";
+import { formatStructured } from "./output.js";
+import { onePod, out, POD_ALIASES } from "./pod-runner.js";
 
-/** NAME READY STATUS RESTARTS AGE IP (NAMESPACE first when `withNamespace`). */
-export function podRow(v: PodView, now: number, withNamespace: boolean): string[] {
-  const restarts =
-    v.lastRestartAt !== undefined && v.restarts > 0
-      ? `${v.restarts} (${humanDuration(now - v.lastRestartAt)} ago)`
-      : String(v.restarts);
-  const row = [
-    v.name,
-    `${v.readyCount}/${v.total}`,
-    v.status,
-    restarts,
-    humanDuration(now - v.createdAt),
-    v.ip || "<none>",
-  ];
-  return withNamespace ? [v.namespace, ...row] : row;
+export function registerDescribe(program: Command): void {
+  program
+    .command("describe")
+    .description("show a pod's containers, probes, conditions, volumes and events")
+    .argument("<resource>", "pod")
+    .argument("<name>", "pod name")
+    .option("-n, --namespace <ns>", "namespace", "default")
+    .action(async (resource: string, name: string, opts: { namespace: string }, cmd: Command) => {
+      if (!POD_ALIASES.includes(resource))
+        throw new Error(`the server doesn't have a resource type "${resource}" (berth describe supports: pod)`);
+      await withClient(cmd, async (client, g) => {
+        const host = await readHostInfo();
+        const view = onePod(
+          await listPodViews(client, { hostIP: host.hostIP, namespace: opts.namespace, name }),
+          name,
+          opts.namespace,
+        );
+        const { events, note } = await podEvents(view);
+        if (g.output !== "table") return out(formatStructured({ ...view, events: events ?? [] }, g.output));
+        out(describePod(view, { events, eventsNote: note, now: Date.now(), node: `${hostname()}/${host.hostIP}` }));
+      });
+    });
 }
 
-export const POD_HEADERS = ["NAME", "READY", "STATUS", "RESTARTS", "AGE", "IP"];
+/** The events the pod's runner recorded, and a note on where they come from when there are none. */
+async function podEvents(view: PodView): Promise<{ events: Awaited<ReturnType<typeof readEvents>>; note: string }> {
+  if (!view.stateDir)
+    return { events: undefined, note: "not started by berth run or berth kubelet: no events are recorded" };
+  const layout = createLayout({ stateDir: view.stateDir });
+  const events = await readEvents(layout.eventsFile(view.uid));
+  if (events === undefined) return { events, note: `no events file at ${layout.eventsFile(view.uid)}` };
+  const status = await readFile(layout.statusFile(view.uid), "utf8")
+    .then((t) => JSON.parse(t) as { pid?: number })
+    .catch(() => undefined);
+  const alive = status?.pid !== undefined && pidAlive(status.pid);
+  return { events, note: alive ? "" : "the runner that recorded these events is not running" };
+}
 
 const date = (ms: number) => new Date(ms).toUTCString().replace("GMT", "+0000");
 

@@ -24,11 +24,32 @@ import { setTimeout as delay } from "node:timers/promises";
 import { type Command, Option } from "commander";
 import type { CriClient } from "../client/index.js";
 import {
+  claimRunner,
+  followLog,
+  LABELS,
+  type Layout,
+  listPodViews,
+  loadManifest,
+  ManifestError,
+  manifestHash,
+  type ParsedManifest,
+  type Pod,
+  type PodEvent,
+  PodSet,
+  type PodView,
+  type PodWorkerHooks,
+  pidAlive,
+  readHostInfo,
+  readRunner,
+  realClock,
+  releaseRunner,
+  removePod,
+} from "../kubelet/index.js";
+import { type GlobalOptions, withClient } from "./context.js";
+import {
   backoffOf,
-  clientOf,
   colorize,
   err,
-  globalsOf,
   type LayoutOpts,
   layoutOf,
   out,
@@ -36,20 +57,7 @@ import {
   type TimingOpts,
   withLayoutOptions,
   withTimingOptions,
-} from "./cli-support.js";
-import { realClock } from "./clock.js";
-import type { HostInfo } from "./convert.js";
-import type { PodEvent } from "./events.js";
-import { readHostInfo } from "./host.js";
-import type { Layout } from "./layout.js";
-import { removePod } from "./lifecycle.js";
-import { followLog } from "./logs.js";
-import { loadManifest, ManifestError, manifestHash, type ParsedManifest } from "./manifest.js";
-import { listPodViews, pidAlive } from "./pod-query.js";
-import { claimRunner, PodSet, readRunner, releaseRunner } from "./pod-set.js";
-import type { PodView } from "./pod-view.js";
-import { LABELS, type Pod } from "./types.js";
-import type { PodWorkerHooks } from "./worker.js";
+} from "./pod-runner.js";
 
 interface RunOpts extends LayoutOpts, TimingOpts {
   detach?: boolean;
@@ -81,8 +89,11 @@ export function registerRun(program: Command): void {
       throw e;
     });
     for (const w of manifest.warnings) err(`warning: ${w}`);
-    if (opts.detach && !opts.supervise) return runDetached(file, manifest, opts, cmd);
-    return runForeground(manifest, opts, cmd);
+    await withClient(cmd, (client, g) =>
+      opts.detach && !opts.supervise
+        ? runDetached(client, g, { file, manifest, opts })
+        : runForeground(client, manifest, opts),
+    );
   });
 
   withLayoutOptions(
@@ -93,26 +104,20 @@ export function registerRun(program: Command): void {
       .option("--grace-period <seconds>", "override the pods' terminationGracePeriodSeconds")
       .option("--force", "no grace period: kill at once"),
   ).action(async (file: string, opts: LayoutOpts & { gracePeriod?: string; force?: boolean }, cmd: Command) => {
-    const g = globalsOf(cmd);
-    const client = clientOf(g);
-    try {
-      await down(
+    await withClient(cmd, (client) =>
+      down(
         client,
         file,
         layoutOf(opts),
         opts.force ? 0 : opts.gracePeriod !== undefined ? Number(opts.gracePeriod) : undefined,
-      );
-    } finally {
-      client.close();
-    }
+      ),
+    );
   });
 }
 
-async function runForeground(manifest: ParsedManifest, opts: RunOpts, cmd: Command): Promise<void> {
-  const g = globalsOf(cmd);
+async function runForeground(client: CriClient, manifest: ParsedManifest, opts: RunOpts): Promise<void> {
   const layout = layoutOf(opts);
   const supervise = opts.supervise === true;
-  const client = clientOf(g);
   const host = await readHostInfo();
   const tty = process.stdout.isTTY === true;
   const streams = new LogStreams(tty);
@@ -185,7 +190,6 @@ async function runForeground(manifest: ParsedManifest, opts: RunOpts, cmd: Comma
     await streams.close();
     // The claim file is also released by the next run that finds its process gone.
     if (claimed) await releaseRunner(layout, manifest.manifestHash).catch(() => {});
-    client.close();
   }
 }
 
@@ -264,8 +268,11 @@ class LogStreams {
 }
 
 /** `run -d`: start a detached runner, wait for the pods to be running and ready. */
-async function runDetached(file: string, manifest: ParsedManifest, opts: RunOpts, cmd: Command): Promise<void> {
-  const g = globalsOf(cmd);
+async function runDetached(
+  client: CriClient,
+  g: GlobalOptions,
+  { file, manifest, opts }: { file: string; manifest: ParsedManifest; opts: RunOpts },
+): Promise<void> {
   const layout = layoutOf(opts);
   const existing = await readRunner(layout, manifest.manifestHash);
   if (existing) {
@@ -304,45 +311,40 @@ async function runDetached(file: string, manifest: ParsedManifest, opts: RunOpts
     exited = code ?? (signal ? 128 : 1);
   });
   child.unref();
-  const client = clientOf(g);
-  try {
-    const deadline = Date.now() + positive(opts.waitTimeout, "--wait-timeout") * 1000;
-    const uids = new Set(manifest.pods.map((p) => p.metadata.uid));
-    const host = await readHostInfo();
-    for (;;) {
-      const views = (
-        await listPodViews(client, { hostIP: host.hostIP, labels: { [LABELS.manifest]: manifest.manifestHash } })
-      ).filter((v) => uids.has(v.uid));
-      const failed = views.find((v) => v.phase === "Failed");
-      if (failed)
-        throw new Error(
-          `pod/${failed.name} failed: ${failureSummary(failed)} (berth describe pod ${failed.name} -n ${failed.namespace})`,
+  const deadline = Date.now() + positive(opts.waitTimeout, "--wait-timeout") * 1000;
+  const uids = new Set(manifest.pods.map((p) => p.metadata.uid));
+  const host = await readHostInfo();
+  for (;;) {
+    const views = (
+      await listPodViews(client, { hostIP: host.hostIP, labels: { [LABELS.manifest]: manifest.manifestHash } })
+    ).filter((v) => uids.has(v.uid));
+    const failed = views.find((v) => v.phase === "Failed");
+    if (failed)
+      throw new Error(
+        `pod/${failed.name} failed: ${failureSummary(failed)} (berth describe pod ${failed.name} -n ${failed.namespace})`,
+      );
+    const done =
+      views.length === uids.size &&
+      views.every((v) => v.phase === "Succeeded" || (v.phase === "Running" && v.conditions.ready));
+    if (done) {
+      for (const v of views)
+        out(
+          `pod/${v.name} ${v.phase === "Succeeded" ? "completed" : `running (ready ${v.readyCount}/${v.total}${v.ip ? `, IP ${v.ip}` : ""})`}\n`,
         );
-      const done =
-        views.length === uids.size &&
-        views.every((v) => v.phase === "Succeeded" || (v.phase === "Running" && v.conditions.ready));
-      if (done) {
-        for (const v of views)
-          out(
-            `pod/${v.name} ${v.phase === "Succeeded" ? "completed" : `running (ready ${v.readyCount}/${v.total}${v.ip ? `, IP ${v.ip}` : ""})`}\n`,
-          );
-        return;
-      }
-      if (exited !== undefined) {
-        const log = await readFile(logFile, "utf8").catch(() => "");
-        throw new Error(`the detached runner exited with ${exited}:\n${log.trim().split("\n").slice(-10).join("\n")}`);
-      }
-      if (Date.now() > deadline) {
-        const status =
-          views.map((v) => `pod/${v.name} ${v.status} ${v.readyCount}/${v.total}`).join(", ") || "no pods yet";
-        throw new Error(
-          `timed out waiting for the pods to be ready (${status}); they keep starting in the background: berth get pods, berth down ${file}`,
-        );
-      }
-      await delay(250);
+      return;
     }
-  } finally {
-    client.close();
+    if (exited !== undefined) {
+      const log = await readFile(logFile, "utf8").catch(() => "");
+      throw new Error(`the detached runner exited with ${exited}:\n${log.trim().split("\n").slice(-10).join("\n")}`);
+    }
+    if (Date.now() > deadline) {
+      const status =
+        views.map((v) => `pod/${v.name} ${v.status} ${v.readyCount}/${v.total}`).join(", ") || "no pods yet";
+      throw new Error(
+        `timed out waiting for the pods to be ready (${status}); they keep starting in the background: berth get pods, berth down ${file}`,
+      );
+    }
+    await delay(250);
   }
 }
 
@@ -355,7 +357,7 @@ export async function down(
 ): Promise<void> {
   const path = resolve(file);
   const hash = manifestHash(path);
-  const host: HostInfo = await readHostInfo();
+  const host = await readHostInfo();
   const before = await listPodViews(client, { hostIP: host.hostIP, labels: { [LABELS.manifest]: hash } });
   const runner = await readRunner(layout, hash);
   if (runner) {

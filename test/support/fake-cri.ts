@@ -216,7 +216,7 @@ export class FakeCri {
     return {
       runtime: runtime as unknown as CriClient["runtime"],
       image: image as unknown as CriClient["image"],
-      berth: { images: {} as CriClient["berth"]["images"] },
+      berth: { images: {} as CriClient["berth"]["images"], builder: {} as CriClient["berth"]["builder"] },
       socket: "fake",
       close: () => {},
     };

@@ -1,5 +1,5 @@
 import type { DescService } from "@bufbuild/protobuf";
-import { Code, type ConnectRouter, type ServiceImpl } from "@connectrpc/connect";
+import { Code, type ConnectRouter, type Interceptor, type ServiceImpl } from "@connectrpc/connect";
 import { type ConnectNodeAdapterOptions, connectNodeAdapter } from "@connectrpc/connect-node";
 import { Images } from "../api/gen/berth/v1/images_pb.js";
 import { ImageService, RuntimeService } from "../api/gen/runtime/v1/api_pb.js";
@@ -116,18 +116,19 @@ export function criRoutes(ctx: CriContext): (router: ConnectRouter) => void {
 /**
  * An HTTP/2 request handler serving CRI v1 over gRPC (and only gRPC: the kubelet and crictl
  * speak nothing else). Mount it on an `http2.createServer()` listening on the unix socket.
- * `options.tracker` sees every RPC begin and end (see {@link RpcTracker}).
+ * `options.tracker` sees every RPC begin and end (see {@link RpcTracker}); `options.interceptors`
+ * run outside the edge interceptor, so they see every error already as its gRPC status (metrics).
  */
 export function createCriHandler(
   ctx: CriContext,
-  options: { tracker?: RpcTracker } = {},
+  options: { tracker?: RpcTracker; interceptors?: Interceptor[] } = {},
 ): ReturnType<typeof connectNodeAdapter> {
   return connectNodeAdapter({
     routes: criRoutes(ctx),
     grpc: true,
     grpcWeb: false,
     connect: false,
-    interceptors: [edgeInterceptor(ctx.log, options.tracker)],
+    interceptors: [...(options.interceptors ?? []), edgeInterceptor(ctx.log, options.tracker)],
     // ExecSync output may reach 2 x 16 MiB; ListContainers on a busy node is large too.
     readMaxBytes: 64 * 1024 * 1024,
     writeMaxBytes: 64 * 1024 * 1024,

@@ -3,13 +3,14 @@ import { join } from "node:path";
 import type { Config } from "../config/index.js";
 import { createContentStore } from "../content/index.js";
 import { isKind } from "../errdefs/index.js";
-import { createImageService, type ImageService } from "../images/index.js";
+import { createImageService, type ImageService, type ImageServiceOptions } from "../images/index.js";
 import type { Logger } from "../log/index.js";
 import {
   bandwidthFromAnnotations,
   createNetns,
   createNetworkManager,
   type NetworkManager,
+  type NetworkManagerOptions,
   netnsPath,
   removeNetns,
 } from "../network/index.js";
@@ -26,7 +27,7 @@ import {
 import { type ContainerRuntime, createContainerRuntime } from "../runtime/index.js";
 import { createOverlaySnapshotter, layerDirsOf, mountAll, type Snapshotter, unmount } from "../snapshots/index.js";
 import type { Store } from "../store/index.js";
-import { StreamingServer } from "../streaming/index.js";
+import { StreamingServer, type StreamingServerOptions } from "../streaming/index.js";
 import { isMountPoint, treeUsage } from "../sys/index.js";
 import { createRefreshingCache, ensureDir } from "../util/index.js";
 
@@ -57,7 +58,19 @@ export interface Modules {
   close(): Promise<void>;
 }
 
-export async function buildModules(config: Config, store: Store, log: Logger): Promise<Modules> {
+/** Observers the daemon hands to the modules (metrics); each is optional and must not throw. */
+export interface ModuleObservers {
+  onPull?: ImageServiceOptions["onPull"];
+  onNetworkOperation?: NetworkManagerOptions["onOperation"];
+  onSession?: StreamingServerOptions["onSession"];
+}
+
+export async function buildModules(
+  config: Config,
+  store: Store,
+  log: Logger,
+  observers: ModuleObservers = {},
+): Promise<Modules> {
   const closers: Array<() => Promise<void> | void> = [];
   const rootfsDir = join(config.state, "rootfs");
   const sandboxesDir = join(config.state, "sandboxes");
@@ -86,6 +99,7 @@ export async function buildModules(config: Config, store: Store, log: Logger): P
       ...(config.unpack.max_workers > 0 ? { maxWorkers: config.unpack.max_workers } : {}),
     },
     logger: log.child({ component: "images" }),
+    ...(observers.onPull ? { onPull: observers.onPull } : {}),
   });
   closers.push(() => images.close());
 
@@ -95,6 +109,7 @@ export async function buildModules(config: Config, store: Store, log: Logger): P
     resultDir,
     pluginTimeoutMs: config.cni.plugin_timeout_seconds * 1000,
     logger: log.child({ component: "network" }),
+    ...(observers.onNetworkOperation ? { onOperation: observers.onNetworkOperation } : {}),
   });
   closers.push(() => network.close());
   const podCidr = store.collection<string>("settings").get("pod_cidr");
@@ -217,6 +232,7 @@ export async function buildModules(config: Config, store: Store, log: Logger): P
     port: config.streaming.port,
     idleTimeoutMs: config.streaming.idle_timeout_seconds * 1000,
     logger: log.child({ component: "streaming" }),
+    ...(observers.onSession ? { onSession: observers.onSession } : {}),
   });
   await streaming.listen();
   closers.push(() => streaming.close());

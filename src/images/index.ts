@@ -7,6 +7,7 @@ export {
   type ImageRecord,
   ImageService,
   type ImageServiceOptions,
+  type PullOutcome,
 } from "./image-service.js";
 export { type ContainerConfig, type Descriptor, type ImageConfig, imageUser } from "./manifest.js";
 export { formatPlatform, hostPlatform, type Platform, parsePlatform } from "./platform.js";

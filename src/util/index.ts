@@ -1,4 +1,5 @@
 export { fsyncDir, writeFileAtomic } from "./atomic-file.js";
+export { formatHostPort, type HostPort, parseHostPort } from "./host-port.js";
 export { AmbiguousPrefixError, newId, resolvePrefix, shortId } from "./ids.js";
 export { KeyedMutex } from "./keyed-mutex.js";
 export { ensureDir } from "./private-dir.js";

@@ -1,0 +1,152 @@
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { dirname, join } from "node:path";
+import { after, before, describe, test } from "node:test";
+import { fileURLToPath } from "node:url";
+import { Code, type ConnectError } from "@connectrpc/connect";
+import { isRoot } from "../support/berthd.js";
+import { closePodEnv, eventually, type PodEnv, shell, startPodEnv } from "../support/pods.js";
+import { parseSamples, promtoolCheck, type Sample, sampleValue } from "../support/prom.js";
+import { skipUnlessCi } from "../support/skip.js";
+import { openSession } from "../support/streams.js";
+
+const REPO = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
+const MiB = 1024n * 1024n;
+
+describe("metrics and the metrics RPCs", {
+  skip: skipUnlessCi(isRoot() ? false : "needs root (runc, conmon, CNI, mounts)"),
+  timeout: 240_000,
+}, () => {
+  let env: PodEnv;
+  let address = "";
+  const scrape = async (): Promise<{ text: string; samples: Sample[] }> => {
+    const res = await fetch(`http://${address}/metrics`, { signal: AbortSignal.timeout(10_000) });
+    assert.equal(res.status, 200);
+    const text = await res.text();
+    return { text, samples: parseSamples(text) };
+  };
+
+  before(async () => {
+    env = await startPodEnv({
+      bridge: "bte2e-met",
+      subnet: "10.231.41.0/24",
+      images: ["berth-test/busybox"],
+      config: `[metrics]\naddress = "127.0.0.1:0"\n`,
+    });
+    const info = (await env.d.client.runtime.status({ verbose: true })).info;
+    address = (JSON.parse(info.metrics ?? "{}") as { address: string }).address;
+    assert.match(address, /^127\.0\.0\.1:\d+$/);
+  });
+  after(async () => {
+    await closePodEnv(env);
+  });
+
+  test("berth info -v shows the metrics address and the event-loop figures", () => {
+    const r = spawnSync(
+      process.execPath,
+      [join(REPO, "dist", "src", "bin", "berth.js"), "--socket", env.d.socket, "info", "-v"],
+      {
+        encoding: "utf8",
+        timeout: 30_000,
+      },
+    );
+    assert.equal(r.status, 0, r.stderr);
+    const info = (JSON.parse(r.stdout) as { info: Record<string, Record<string, unknown>> }).info;
+    assert.equal(info.metrics?.address, address);
+    assert.equal(typeof info.eventLoop?.p99Ms, "number");
+    assert.equal(typeof info.eventLoop?.stalls, "number");
+  });
+
+  test("after a known series of calls the counters moved by exactly that much, and promtool accepts the text", async () => {
+    const rt = env.d.client.runtime;
+    const busybox = env.reg.image("berth-test/busybox");
+    const layerBytes = (busybox.manifests[0]?.layers ?? []).reduce((a, l) => a + l.size, 0);
+    const registry = env.reg.plain.host;
+    const a = await scrape();
+    // The pull of busybox made by the environment, before anything else.
+    assert.equal(sampleValue(a.samples, "berth_image_pulls_total", { registry }), 1);
+    assert.equal(sampleValue(a.samples, "berth_image_pull_failures_total", { registry }), 0);
+    assert.equal(sampleValue(a.samples, "berth_image_pull_bytes_total", { registry }), layerBytes);
+
+    let statusCalls = 0;
+    for (let i = 0; i < 3; i++) await rt.version({});
+    for (let i = 0; i < 2; i++) {
+      statusCalls++;
+      await assert.rejects(
+        rt.containerStatus({ containerId: "0000nope" }),
+        (e) => (e as ConnectError).code === Code.NotFound,
+      );
+    }
+    await assert.rejects(env.d.client.image.pullImage({ image: { image: `${registry}/berth-test/absent:1` } }));
+    await env.d.client.image.pullImage({ image: { image: env.image("berth-test/busybox") } });
+    const pod = await env.runPod("metrics");
+    const mid = await scrape();
+    assert.equal(sampleValue(mid.samples, "berth_sandboxes", { state: "ready" }), 1);
+    // A container killed by the OOM killer.
+    const oom = await env.startContainer(
+      pod,
+      shell(env, "oom", "head -c 100m /dev/zero | tail", {
+        linux: { resources: { memoryLimitInBytes: 20n * MiB, memorySwapLimitInBytes: 20n * MiB } },
+      }),
+    );
+    await eventually(
+      "the OOM kill",
+      async () => {
+        statusCalls++;
+        return (await rt.containerStatus({ containerId: oom })).status?.reason === "OOMKilled";
+      },
+      30_000,
+    );
+    // One exec session.
+    const runner = await env.startContainer(pod, shell(env, "runner", "sleep 600"));
+    const { url } = await rt.exec({ containerId: runner, cmd: ["echo", "hi"], stdout: true });
+    const session = await openSession(url, { transport: "spdy", stdout: true, stderr: false });
+    assert.equal((await session.outcome).stdout.toString(), "hi\n");
+    await env.removePod(pod);
+
+    const b = await eventually("the exec session to end", async () => {
+      const s = await scrape();
+      return sampleValue(s.samples, "berth_streaming_sessions_active", { kind: "exec" }) === 0 && s;
+    });
+    const delta = (name: string, labels: Record<string, string> = {}) =>
+      (sampleValue(b.samples, name, labels) ?? 0) - (sampleValue(a.samples, name, labels) ?? 0);
+    assert.equal(delta("berth_cri_requests_total", { method: "Version" }), 3);
+    assert.equal(delta("berth_cri_request_duration_seconds_count", { method: "Version" }), 3);
+    assert.equal(
+      sampleValue(b.samples, "berth_cri_request_errors_total", { method: "Version", code: "NotFound" }),
+      undefined,
+    );
+    assert.equal(delta("berth_cri_requests_total", { method: "ContainerStatus" }), statusCalls);
+    assert.equal(delta("berth_cri_request_errors_total", { method: "ContainerStatus", code: "NotFound" }), 2);
+    assert.equal(delta("berth_cri_requests_total", { method: "PullImage" }), 2);
+    assert.equal(delta("berth_cri_request_errors_total", { method: "PullImage", code: "NotFound" }), 1);
+    assert.equal(delta("berth_cri_requests_total", { method: "RunPodSandbox" }), 1);
+    assert.equal(delta("berth_cri_requests_total", { method: "CreateContainer" }), 2);
+    assert.equal(delta("berth_cri_requests_total", { method: "StartContainer" }), 2);
+    assert.equal(delta("berth_cri_requests_total", { method: "Exec" }), 1);
+    assert.equal(delta("berth_cri_requests_total", { method: "StopPodSandbox" }), 1);
+    assert.equal(delta("berth_cri_requests_total", { method: "RemovePodSandbox" }), 1);
+    assert.equal(delta("berth_image_pulls_total", { registry }), 2);
+    assert.equal(delta("berth_image_pull_failures_total", { registry }), 1);
+    assert.equal(delta("berth_image_pull_bytes_total", { registry }), 0, "the second pull found every layer present");
+    assert.equal(delta("berth_cni_operation_duration_seconds_count", { operation: "add" }), 1);
+    assert.equal(delta("berth_cni_operation_duration_seconds_count", { operation: "del" }), 1);
+    assert.equal(delta("berth_cni_operation_failures_total", { operation: "add" }), 0);
+    assert.equal(delta("berth_container_oom_kills_total"), 1);
+    assert.equal(delta("berth_streaming_sessions_total", { kind: "exec" }), 1);
+    assert.equal(delta("berth_streaming_sessions_total", { kind: "attach" }), 0);
+    assert.equal(sampleValue(b.samples, "berth_sandboxes", { state: "ready" }), 0);
+    assert.equal(sampleValue(b.samples, "berth_containers", { state: "running" }), 0);
+    assert.ok((sampleValue(b.samples, "process_resident_memory_bytes") ?? 0) > 10e6);
+    assert.ok((sampleValue(b.samples, "process_open_fds") ?? 0) > 0);
+    assert.notEqual(sampleValue(b.samples, "berth_event_loop_delay_seconds", { stat: "p99" }), undefined);
+    const lint = await promtoolCheck(b.text);
+    assert.equal(lint.code, 0, lint.output);
+    assert.equal(lint.output.trim(), "");
+  });
+
+  test("the endpoint serves only GET /metrics", async () => {
+    assert.equal((await fetch(`http://${address}/`)).status, 404);
+    assert.equal((await fetch(`http://${address}/metrics`, { method: "POST" })).status, 405);
+  });
+});

@@ -21,6 +21,7 @@ import { edgeInterceptor, toConnectError } from "./errors.js";
 import { getContainerEvents } from "./events.js";
 import { imageFsInfo, imageStatus, listImages, pullImage, removeImage } from "./image.js";
 import type { RpcTracker } from "./in-flight.js";
+import { listMetricDescriptors, listPodSandboxMetrics } from "./metrics.js";
 import { listPodSandbox, podSandboxStatus, removePodSandbox, runPodSandbox, stopPodSandbox } from "./pod-sandbox.js";
 import { runtimeConfig } from "./runtime-config.js";
 import { containerStats, listContainerStats, listPodSandboxStats, podSandboxStats } from "./stats.js";
@@ -58,6 +59,8 @@ function runtimeServiceImpl(ctx: CriContext): Partial<ServiceImpl<typeof Runtime
     listContainerStats: (req) => listContainerStats(ctx, req),
     podSandboxStats: (req) => podSandboxStats(ctx, req),
     listPodSandboxStats: (req) => listPodSandboxStats(ctx, req),
+    listMetricDescriptors: () => listMetricDescriptors(),
+    listPodSandboxMetrics: (_req, hc) => listPodSandboxMetrics(ctx, hc.signal),
   };
 }
 

@@ -12,6 +12,15 @@ export {
 export { hostsFile, resolvConf } from "./files.js";
 export { createSandboxInfra, type InfraOptions, type SandboxInfra } from "./infra.js";
 export {
+  collectPodMetrics,
+  type MetricDescriptor,
+  type MetricSample,
+  metricDescriptors,
+  type PodMetrics,
+  type PodMetricsSource,
+  podMetrics,
+} from "./pod-metrics.js";
+export {
   type SandboxContainers,
   SandboxManager,
   type SandboxManagerOptions,

@@ -145,6 +145,82 @@ describe("metrics and the metrics RPCs", {
     assert.equal(lint.output.trim(), "");
   });
 
+  test("ListPodSandboxMetrics: a CPU burner, a memory allocator and pod traffic show increasing cAdvisor figures", async () => {
+    const rt = env.d.client.runtime;
+    const descriptors = new Map((await rt.listMetricDescriptors({})).descriptors.map((d) => [d.name, d.labelKeys]));
+    for (const name of [
+      "container_cpu_usage_seconds_total",
+      "container_memory_working_set_bytes",
+      "container_network_receive_bytes_total",
+    ])
+      assert.ok(descriptors.has(name), name);
+    const server = await env.runPod("metrics-a");
+    const client = await env.runPod("metrics-b");
+    const serverIp = (await rt.podSandboxStatus({ podSandboxId: server.id })).status?.network?.ip ?? "";
+    const burner = await env.startContainer(server, shell(env, "burner", "while :; do :; done"));
+    const allocator = await env.startContainer(
+      server,
+      shell(
+        env,
+        "allocator",
+        "x=$(head -c 20000000 /dev/zero | tr '\\0' a); sleep 2; y=$(head -c 40000000 /dev/zero | tr '\\0' b); sleep 600",
+      ),
+    );
+    await env.startContainer(server, shell(env, "listener", "sleep 600 | nc -l -p 8080 > /dev/null"));
+    /** One metric of the container (or, without one, of the pod) by name and interface, checking label alignment. */
+    const read = async (podId: string, name: string, containerId?: string, iface?: string) => {
+      const pods = (await rt.listPodSandboxMetrics({})).podMetrics;
+      const pod = pods.find((p) => p.podSandboxId === podId);
+      const metrics = containerId
+        ? pod?.containerMetrics.find((c) => c.containerId === containerId)?.metrics
+        : pod?.metrics;
+      for (const m of metrics ?? []) assert.equal(m.labelValues.length, descriptors.get(m.name)?.length, m.name);
+      const keys = descriptors.get(name) ?? [];
+      const m = (metrics ?? []).find(
+        (x) => x.name === name && (!iface || x.labelValues[keys.indexOf("interface")] === iface),
+      );
+      return m?.value?.value;
+    };
+    const cpu0 = await eventually("a CPU sample", () => read(server.id, "container_cpu_usage_seconds_total", burner));
+    await eventually(
+      "CPU time to grow",
+      async () => ((await read(server.id, "container_cpu_usage_seconds_total", burner)) ?? 0n) >= cpu0 + 1n,
+      60_000,
+    );
+    const mem0 = await eventually(
+      "the first allocation",
+      async () => {
+        const v = await read(server.id, "container_memory_working_set_bytes", allocator);
+        return v !== undefined && v >= 20_000_000n && v;
+      },
+      30_000,
+    );
+    await eventually(
+      "the second allocation",
+      async () =>
+        ((await read(server.id, "container_memory_working_set_bytes", allocator)) ?? 0n) >= mem0 + 30_000_000n,
+      30_000,
+    );
+    const rx0 = (await read(server.id, "container_network_receive_bytes_total", undefined, "eth0")) ?? -1n;
+    assert.ok(rx0 >= 0n, "the pod's eth0 is reported");
+    const sent = await env.runToExit(
+      client,
+      shell(env, "sender", `head -c 5000000 /dev/zero | nc ${serverIp} 8080`),
+      30_000,
+    );
+    assert.equal(sent.status.exitCode, 0, sent.log);
+    await eventually(
+      "the bytes received to count",
+      async () =>
+        ((await read(server.id, "container_network_receive_bytes_total", undefined, "eth0")) ?? 0n) >= rx0 + 5_000_000n,
+    );
+    // The client pod has no running container now: its namespace is read directly.
+    const tx = (await read(client.id, "container_network_transmit_bytes_total", undefined, "eth0")) ?? 0n;
+    assert.ok(tx >= 5_000_000n, `client transmitted ${tx}`);
+    await env.removePod(client);
+    await env.removePod(server);
+  });
+
   test("the endpoint serves only GET /metrics", async () => {
     assert.equal((await fetch(`http://${address}/`)).status, 404);
     assert.equal((await fetch(`http://${address}/metrics`, { method: "POST" })).status, 405);

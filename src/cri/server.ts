@@ -21,6 +21,13 @@ import { edgeInterceptor, toConnectError } from "./errors.js";
 import { getContainerEvents } from "./events.js";
 import { imageFsInfo, imageStatus, listImages, pullImage, removeImage } from "./image.js";
 import type { RpcTracker } from "./in-flight.js";
+import {
+  streamContainerStats,
+  streamContainers,
+  streamPodSandboxes,
+  streamPodSandboxMetrics,
+  streamPodSandboxStats,
+} from "./list-streams.js";
 import { listMetricDescriptors, listPodSandboxMetrics } from "./metrics.js";
 import { listPodSandbox, podSandboxStatus, removePodSandbox, runPodSandbox, stopPodSandbox } from "./pod-sandbox.js";
 import { runtimeConfig } from "./runtime-config.js";
@@ -61,6 +68,11 @@ function runtimeServiceImpl(ctx: CriContext): Partial<ServiceImpl<typeof Runtime
     listPodSandboxStats: (req) => listPodSandboxStats(ctx, req),
     listMetricDescriptors: () => listMetricDescriptors(),
     listPodSandboxMetrics: (_req, hc) => listPodSandboxMetrics(ctx, hc.signal),
+    streamPodSandboxes: (req) => mapStreamErrors(streamPodSandboxes(ctx, req)),
+    streamContainers: (req) => mapStreamErrors(streamContainers(ctx, req)),
+    streamContainerStats: (req) => mapStreamErrors(streamContainerStats(ctx, req)),
+    streamPodSandboxStats: (req) => mapStreamErrors(streamPodSandboxStats(ctx, req)),
+    streamPodSandboxMetrics: (_req, hc) => mapStreamErrors(streamPodSandboxMetrics(ctx, hc.signal)),
   };
 }
 

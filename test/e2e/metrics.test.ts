@@ -145,7 +145,7 @@ describe("metrics and the metrics RPCs", {
     assert.equal(lint.output.trim(), "");
   });
 
-  test("ListPodSandboxMetrics: a CPU burner, a memory allocator and pod traffic show increasing cAdvisor figures", async () => {
+  test("ListPodSandboxMetrics: a CPU burner, a memory allocator and pod traffic show increasing cAdvisor figures; the Stream* RPCs match their List* twins", async () => {
     const rt = env.d.client.runtime;
     const descriptors = new Map((await rt.listMetricDescriptors({})).descriptors.map((d) => [d.name, d.labelKeys]));
     for (const name of [
@@ -217,6 +217,33 @@ describe("metrics and the metrics RPCs", {
     // The client pod has no running container now: its namespace is read directly.
     const tx = (await read(client.id, "container_network_transmit_bytes_total", undefined, "eth0")) ?? 0n;
     assert.ok(tx >= 5_000_000n, `client transmitted ${tx}`);
+    // The Stream* twins answer what their List* twins answer, with the same filters.
+    const drain = async <T>(stream: AsyncIterable<T>) => {
+      const out: T[] = [];
+      for await (const m of stream) out.push(m);
+      return out;
+    };
+    const onServer = { podSandboxId: server.id };
+    const listed = (await rt.listContainers({ filter: onServer })).containers.map((c) => c.id).sort();
+    const streamed = (await drain(rt.streamContainers({ filter: onServer }))).flatMap((m) =>
+      m.containers.map((c) => c.id),
+    );
+    assert.deepEqual(streamed.sort(), listed);
+    assert.equal(listed.length, 3);
+    const pods = (await drain(rt.streamPodSandboxes({ filter: { labelSelector: {} } }))).flatMap((m) => m.podSandboxes);
+    assert.deepEqual(pods.map((p) => p.id).sort(), (await rt.listPodSandbox({})).items.map((p) => p.id).sort());
+    const stats = (await drain(rt.streamContainerStats({ filter: onServer }))).flatMap((m) => m.containerStats);
+    assert.deepEqual(stats.map((x) => x.attributes?.id).sort(), listed);
+    const podStats = (await drain(rt.streamPodSandboxStats({ filter: { id: server.id } }))).flatMap(
+      (m) => m.podSandboxStats,
+    );
+    assert.deepEqual(
+      podStats.map((x) => x.attributes?.id),
+      [server.id],
+    );
+    const metrics = (await drain(rt.streamPodSandboxMetrics({}))).flatMap((m) => m.podSandboxMetrics);
+    assert.deepEqual(metrics.map((m) => m.podSandboxId).sort(), [server.id, client.id].sort());
+    assert.equal(metrics.find((m) => m.podSandboxId === server.id)?.containerMetrics.length, 3);
     await env.removePod(client);
     await env.removePod(server);
   });

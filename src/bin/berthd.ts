@@ -2,10 +2,19 @@
 // A small young generation and one GC helper thread: berthd allocates little per RPC, and every
 // megabyte of idle heap counts against the node it runs on (tests and the benchmark read these
 // flags from this line, so it is the one place they are set).
+import { realpathSync } from "node:fs";
 import { isAbsolute } from "node:path";
 import { Command, Option } from "commander";
 import { type Config, defaultConfig, formatConfig, loadConfig } from "../config/index.js";
-import { installLastResortHandler, startDaemon } from "../daemon/index.js";
+import {
+  CONFIG_PATH,
+  defaultConfigFile,
+  install,
+  installLastResortHandler,
+  serviceUnit,
+  startDaemon,
+  UNIT_PATH,
+} from "../daemon/index.js";
 import { messageOf } from "../errdefs/index.js";
 import { createLogger, LOG_LEVELS } from "../log/index.js";
 import { defaultConflist } from "../network/index.js";
@@ -97,6 +106,27 @@ program
   .option("--subnet <cidr>", "pod subnet", "10.88.0.0/16")
   .action((opts: { subnet: string }) => {
     process.stdout.write(`${defaultConflist({ bridge: "berth0", subnet: opts.subnet })}\n`);
+  });
+
+program
+  .command("install")
+  .description(`print the systemd unit and a default config; with --write, install them (${UNIT_PATH}, ${CONFIG_PATH})`)
+  .option("--write", "write the files instead of printing them (an existing config is kept)")
+  .option("--dest <dir>", "install under this directory instead of / (packaging)", "/")
+  .action(async (opts: { write?: boolean; dest: string }) => {
+    if (!isAbsolute(opts.dest)) fatal(`--dest: ${JSON.stringify(opts.dest)} is not an absolute path`);
+    // This very berthd, with the node flags it runs with (systemd does not read the script's #! line's PATH).
+    const execStart = [process.execPath, ...process.execArgv, realpathSync(process.argv[1] ?? "")].join(" ");
+    if (!opts.write) {
+      process.stdout.write(`# ${UNIT_PATH}\n${serviceUnit(execStart)}\n# ${CONFIG_PATH}\n${defaultConfigFile()}`);
+      return;
+    }
+    try {
+      for (const r of await install(execStart, opts.dest)) process.stdout.write(`${r.action} ${r.path}\n`);
+    } catch (err) {
+      fatal(`install: ${messageOf(err)}`);
+    }
+    process.stdout.write("next: systemctl daemon-reload && systemctl enable --now berthd\n");
   });
 
 function fatal(message: string): never {

@@ -6,6 +6,7 @@ import { ImageService, RuntimeService } from "../api/gen/runtime/v1/api_pb.js";
 import { unimplemented } from "../errdefs/index.js";
 import { berthPull } from "./berth-pull.js";
 import {
+  checkpoint,
   containerStatus,
   createContainer,
   execSync,
@@ -29,7 +30,14 @@ import {
   streamPodSandboxStats,
 } from "./list-streams.js";
 import { listMetricDescriptors, listPodSandboxMetrics } from "./metrics.js";
-import { listPodSandbox, podSandboxStatus, removePodSandbox, runPodSandbox, stopPodSandbox } from "./pod-sandbox.js";
+import {
+  listPodSandbox,
+  podSandboxStatus,
+  removePodSandbox,
+  runPodSandbox,
+  stopPodSandbox,
+  updatePodSandboxResources,
+} from "./pod-sandbox.js";
 import { runtimeConfig } from "./runtime-config.js";
 import { containerStats, listContainerStats, listPodSandboxStats, podSandboxStats } from "./stats.js";
 import { status } from "./status.js";
@@ -49,6 +57,7 @@ function runtimeServiceImpl(ctx: CriContext): Partial<ServiceImpl<typeof Runtime
     removePodSandbox: (req) => removePodSandbox(ctx, req),
     podSandboxStatus: (req) => podSandboxStatus(ctx, req),
     listPodSandbox: (req) => listPodSandbox(ctx, req),
+    updatePodSandboxResources: (req) => updatePodSandboxResources(ctx, req),
     createContainer: (req, hc) => createContainer(ctx, req, hc.signal),
     startContainer: (req) => startContainer(ctx, req),
     stopContainer: (req) => stopContainer(ctx, req),
@@ -57,6 +66,7 @@ function runtimeServiceImpl(ctx: CriContext): Partial<ServiceImpl<typeof Runtime
     listContainers: (req) => listContainers(ctx, req),
     updateContainerResources: (req) => updateContainerResources(ctx, req),
     reopenContainerLog: (req) => reopenContainerLog(ctx, req),
+    checkpointContainer: (req) => checkpoint(ctx, req),
     execSync: (req, hc) => execSync(ctx, req, hc.signal),
     exec: (req) => exec(ctx, req),
     attach: (req) => attach(ctx, req),

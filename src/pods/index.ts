@@ -1,4 +1,5 @@
 export { cgroupDir, cgroupsPath, sliceDir } from "./cgroup-paths.js";
+export { checkpointContainer } from "./checkpoint.js";
 export { type ImageRuntimeConfig, processArgs, processEnv, stopSignalOf } from "./container-spec.js";
 export {
   type ContainerEvent,
@@ -20,6 +21,7 @@ export {
   type PodMetricsSource,
   podMetrics,
 } from "./pod-metrics.js";
+export { applyPodResources } from "./pod-resources.js";
 export {
   type SandboxContainers,
   SandboxManager,

@@ -5,7 +5,9 @@ import {
   netnsInterfaceCounters,
   readCgroupMetrics,
 } from "../sys/index.js";
+import { cgroupDir } from "./cgroup-paths.js";
 import type { ContainerManager } from "./containers.js";
+import { podCgroupDir } from "./pod-resources.js";
 import type { SandboxManager } from "./sandboxes.js";
 import type { ContainerRecord, SandboxRecord } from "./types.js";
 
@@ -193,16 +195,42 @@ export async function podMetrics(
   const containers = await Promise.all(
     running.map(async (c) => ({ containerId: c.id, metrics: await containerMetrics(src, sb, c) })),
   );
-  return { sandboxId: sb.id, metrics: await networkMetrics(sb, running, options), containers };
+  const pod = [...(await podCgroupMetrics(src, sb)), ...(await networkMetrics(sb, running, options))];
+  return { sandboxId: sb.id, metrics: pod, containers };
 }
 
-/** The cgroup runc puts a container in with the cgroupfs driver (see ContainerManager.stats). */
-function containerCgroup(sb: SandboxRecord, id: string): string {
-  return `${sb.config.cgroupParent || "/berth"}/${id}`;
+/**
+ * The pod's own cgroup (its cgroup parent, when the kubelet gave one), with container="" as cAdvisor
+ * labels a pod cgroup: CPU and memory of the whole pod, and the limits UpdatePodSandboxResources set.
+ */
+async function podCgroupMetrics(src: PodMetricsSource, sb: SandboxRecord): Promise<MetricSample[]> {
+  if (!sb.config.cgroupParent) return [];
+  let path: string;
+  try {
+    path = podCgroupDir(sb);
+  } catch {
+    return [];
+  }
+  const m = await readCgroupMetrics(path, src.cgroupRoot);
+  return m ? cgroupSamples(m, podLabels(sb)) : [];
+}
+
+function podLabels(sb: SandboxRecord): string[] {
+  return ["", sb.id, "", sb.config.metadata.name, sb.config.metadata.namespace, sb.config.metadata.name];
+}
+
+function cgroupSamples(m: CgroupMetrics, base: string[]): MetricSample[] {
+  const out: MetricSample[] = [];
+  for (const d of CONTAINER_METRICS) {
+    const value = d.value(m);
+    if (value !== undefined)
+      out.push({ name: d.name, type: d.type, labelValues: [...base, ...(d.extra ?? [])], value });
+  }
+  return out;
 }
 
 async function containerMetrics(src: PodMetricsSource, sb: SandboxRecord, c: ContainerRecord): Promise<MetricSample[]> {
-  const m = await readCgroupMetrics(containerCgroup(sb, c.id), src.cgroupRoot);
+  const m = await readCgroupMetrics(cgroupDir(sb, c.id), src.cgroupRoot);
   const base = [
     c.config.name,
     c.id,
@@ -211,14 +239,7 @@ async function containerMetrics(src: PodMetricsSource, sb: SandboxRecord, c: Con
     sb.config.metadata.namespace,
     sb.config.metadata.name,
   ];
-  const out: MetricSample[] = [];
-  if (m) {
-    for (const d of CONTAINER_METRICS) {
-      const value = d.value(m);
-      if (value !== undefined)
-        out.push({ name: d.name, type: d.type, labelValues: [...base, ...(d.extra ?? [])], value });
-    }
-  }
+  const out = m ? cgroupSamples(m, base) : [];
   if (c.startedAt !== "0")
     out.push({ name: START_TIME.name, type: "gauge", labelValues: base, value: BigInt(c.startedAt) / NS_PER_S });
   return out;
@@ -234,7 +255,7 @@ async function networkMetrics(
   let ifaces = pid ? await interfaceCounters(pid) : [];
   // No process of the pod (or it just exited): read the pinned namespace itself.
   if (ifaces.length === 0 && sb.netnsPath) ifaces = await netnsInterfaceCounters(sb.netnsPath, options).catch(() => []);
-  const base = ["", sb.id, "", sb.config.metadata.name, sb.config.metadata.namespace, sb.config.metadata.name];
+  const base = podLabels(sb);
   return ifaces.flatMap((i) =>
     NETWORK_METRICS.map((d) => ({ name: d.name, type: d.type, labelValues: [...base, i.name], value: d.value(i) })),
   );

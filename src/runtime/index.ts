@@ -17,6 +17,7 @@ export {
   startConmon,
 } from "./conmon.js";
 export { type CriLogRecord, parseCriLog, parseCriLogLine } from "./cri-log.js";
+export { type CriuSupport, criuSupport } from "./criu.js";
 export { type ContainerPaths, type Layout, layout, validateId } from "./layout.js";
 export {
   type CallOptions,

@@ -1,5 +1,7 @@
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
+import { existsSync } from "node:fs";
+import { mkdir, readdir, readFile, rmdir } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { fileURLToPath } from "node:url";
@@ -246,6 +248,105 @@ describe("metrics and the metrics RPCs", {
     assert.equal(metrics.find((m) => m.podSandboxId === server.id)?.containerMetrics.length, 3);
     await env.removePod(client);
     await env.removePod(server);
+  });
+
+  test("UpdatePodSandboxResources writes the pod's cgroup, and pod metrics and PodSandboxStatus show the new limits", async () => {
+    const rt = env.d.client.runtime;
+    // The kubelet creates the pod cgroup; here the test stands in for it.
+    const parent = `/berth-e2e-resize-${process.pid}`;
+    const v1 = existsSync("/sys/fs/cgroup/memory");
+    const dirs = v1
+      ? ["cpu", "cpuacct", "memory", "pids"].map((c) => join("/sys/fs/cgroup", c, parent))
+      : [join("/sys/fs/cgroup", parent)];
+    for (const d of dirs) await mkdir(d, { recursive: true });
+    try {
+      const pod = await env.runPod("resize", { linux: { cgroupParent: parent } });
+      await env.startContainer(pod, shell(env, "app", "sleep 600"));
+      await rt.updatePodSandboxResources({
+        podSandboxId: pod.id,
+        resources: { cpuShares: 512n, cpuQuota: 50_000n, cpuPeriod: 100_000n, memoryLimitInBytes: 64n * MiB },
+        overhead: { memoryLimitInBytes: 1n * MiB },
+      });
+      const limit = 65n * MiB;
+      const file = (controller: string, name: string) =>
+        readFile(v1 ? join("/sys/fs/cgroup", controller, parent, name) : join("/sys/fs/cgroup", parent, name), "utf8");
+      if (v1) {
+        assert.equal((await file("cpu", "cpu.shares")).trim(), "512");
+        assert.equal((await file("cpu", "cpu.cfs_quota_us")).trim(), "50000");
+        assert.equal((await file("memory", "memory.limit_in_bytes")).trim(), String(limit));
+      } else {
+        assert.equal((await file("", "memory.max")).trim(), String(limit));
+        assert.equal((await file("", "cpu.max")).trim(), "50000 100000");
+      }
+      const keys = new Map((await rt.listMetricDescriptors({})).descriptors.map((d) => [d.name, d.labelKeys]));
+      const podLevel =
+        (await rt.listPodSandboxMetrics({})).podMetrics.find((p) => p.podSandboxId === pod.id)?.metrics ?? [];
+      const podValue = (name: string) =>
+        podLevel.find((m) => m.name === name && m.labelValues[keys.get(name)?.indexOf("container") ?? -1] === "")?.value
+          ?.value;
+      assert.equal(podValue("container_spec_memory_limit_bytes"), limit);
+      assert.equal(podValue("container_spec_cpu_quota"), 50_000n);
+      assert.ok((podValue("container_memory_usage_bytes") ?? 0n) > 0n, "the pod cgroup's usage includes its container");
+      const info = (await rt.podSandboxStatus({ podSandboxId: pod.id, verbose: true })).info.info ?? "{}";
+      const recorded = (JSON.parse(info) as { config: { overheadAndResources?: Record<string, number> } }).config;
+      assert.deepEqual(recorded.overheadAndResources, {
+        cpuShares: 512,
+        cpuQuota: 50_000,
+        cpuPeriod: 100_000,
+        memoryLimitBytes: Number(limit),
+      });
+      await assert.rejects(
+        rt.updatePodSandboxResources({ podSandboxId: "f".repeat(64), resources: { cpuShares: 2n } }),
+        (e) => (e as ConnectError).code === Code.NotFound,
+      );
+      const plain = await env.runPod("no-parent");
+      await assert.rejects(
+        rt.updatePodSandboxResources({ podSandboxId: plain.id, resources: { cpuShares: 2n } }),
+        (e) => (e as ConnectError).code === Code.FailedPrecondition,
+      );
+      await env.removePod(plain);
+      await env.removePod(pod);
+    } finally {
+      // runc removed the container's cgroup with the container; the pod's (in every hierarchy runc
+      // made it in, not only those the test made) is the test's to remove.
+      const all = v1 ? (await readdir("/sys/fs/cgroup")).map((c) => join("/sys/fs/cgroup", c, parent)) : dirs;
+      for (const d of all) await rmdir(d).catch(() => {});
+    }
+  });
+
+  test("CheckpointContainer: NotFound, InvalidArgument, and where CRIU cannot run, FailedPrecondition quoting criu check", async () => {
+    const rt = env.d.client.runtime;
+    const criu = spawnSync("criu", ["check"], { encoding: "utf8", timeout: 30_000 });
+    const pod = await env.runPod("checkpoint");
+    const id = await env.startContainer(
+      pod,
+      shell(env, "counter", "i=0; while :; do i=$((i+1)); echo $i; sleep 1; done"),
+    );
+    const code = (want: Code) => (e: unknown) => (e as ConnectError).code === want;
+    await assert.rejects(
+      rt.checkpointContainer({ containerId: "f".repeat(64), location: "/tmp/x.tar" }),
+      code(Code.NotFound),
+    );
+    await assert.rejects(
+      rt.checkpointContainer({ containerId: id, location: "relative.tar" }),
+      code(Code.InvalidArgument),
+    );
+    const location = join(env.dir, "checkpoint.tar");
+    if (criu.status !== 0) {
+      // CRIU's own last error line reaches the client (on Firecracker VMs: "... kerndat_vdso_fill_symtable failed ...").
+      const last = `${criu.stderr}${criu.stdout}`.trim().split("\n").at(-1) ?? "";
+      await assert.rejects(rt.checkpointContainer({ containerId: id, location }), (e) => {
+        assert.equal((e as ConnectError).code, Code.FailedPrecondition);
+        assert.ok((e as ConnectError).rawMessage.includes(last), (e as ConnectError).rawMessage);
+        return true;
+      });
+    } else {
+      // TODO(#14): the archive is not written yet; the RPC says so instead of claiming success.
+      await assert.rejects(rt.checkpointContainer({ containerId: id, location }), code(Code.Unimplemented));
+    }
+    assert.equal(existsSync(location), false);
+    assert.equal((await rt.containerStatus({ containerId: id })).status?.state, 1, "the container still runs");
+    await env.removePod(pod);
   });
 
   test("the endpoint serves only GET /metrics", async () => {

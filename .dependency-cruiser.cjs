@@ -12,7 +12,7 @@ const LAYERS = [
   ["errdefs"], //                            error kinds
   ["log", "util", "crilog"], //              logging, atomic writes, ids; CRI log files (read, join, follow)
   ["sys"], //                                what Node lacks: mounts, netns, /proc, cgroups, spawn
-  ["config"], //                             config.toml
+  ["config", "metrics"], //                  config.toml; Prometheus metrics (fed by observers)
   ["content", "store", "oci"], //           blobs; persistent records; runtime-spec builders
   ["snapshots", "archive"], //               overlay snapshots; layer tars
   ["images", "runtime", "network"], //       pull/push/GC; runc + conmon; CNI

@@ -93,11 +93,23 @@ test("streaming.address must be an IP literal", () => {
   assert.equal(parseConfig(`[streaming]\naddress = "0.0.0.0"\n`).streaming.address, "0.0.0.0");
 });
 
-test("metrics.address is refused until metrics exist; empty is the default", () => {
-  assert.throws(() => parseConfig(`[metrics]\naddress = "127.0.0.1:9100"\n`, "c.toml"), {
-    message: "c.toml:2: metrics.address: metrics are not supported yet: leave it empty",
-  });
-  assert.equal(parseConfig(`[metrics]\naddress = ""\n`).metrics.address, "");
+test("metrics.address is ip:port or [ipv6]:port, empty (off) by default, and anything else is refused with its line", () => {
+  assert.equal(defaultConfig().metrics.address, "");
+  assert.equal(parseConfig(`[metrics]\naddress = "127.0.0.1:9100"\n`).metrics.address, "127.0.0.1:9100");
+  assert.equal(parseConfig(`[metrics]\naddress = "[::1]:0"\n`).metrics.address, "[::1]:0");
+  for (const bad of [
+    "localhost:9100",
+    "127.0.0.1",
+    ":9100",
+    "127.0.0.1:65536",
+    "::1:9100",
+    "[127.0.0.1]:1",
+    "1.2.3.4:x",
+  ]) {
+    assert.throws(() => parseConfig(`# x\n[metrics]\naddress = "${bad}"\n`, "c.toml"), {
+      message: `c.toml:3: metrics.address: ${JSON.stringify(bad)} is not ip:port (or [ipv6]:port), nor empty`,
+    });
+  }
 });
 
 test("every key of the default config is read by the daemon (no accepted-but-ignored key)", async () => {
@@ -115,7 +127,7 @@ test("every key of the default config is read by the daemon (no accepted-but-ign
       ].map((f) => readFile(new URL(f, import.meta.url), "utf8")),
     )
   ).join("\n");
-  const refused = new Set(["sandbox.image", "metrics.address"]);
+  const refused = new Set(["sandbox.image"]);
   const leaves = (o: Record<string, unknown>, prefix: string[]): string[][] =>
     Object.entries(o).flatMap(([k, v]) =>
       typeof v === "object" && v !== null && !Array.isArray(v)

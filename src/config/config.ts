@@ -3,6 +3,7 @@ import { isIP } from "node:net";
 import { isAbsolute } from "node:path";
 import { parse, stringify, TomlError } from "smol-toml";
 import { RuntimeError } from "../errdefs/index.js";
+import { parseHostPort } from "../util/index.js";
 
 /**
  * berthd's configuration, `/etc/berth/config.toml` by default, in the spirit of containerd's.
@@ -61,7 +62,11 @@ export interface Config {
     restrict_oom_score_adj: boolean;
   };
   streaming: { address: string; port: number; idle_timeout_seconds: number };
-  /** TODO(#14): a metrics endpoint; until it exists only the empty default is accepted. */
+  /**
+   * Prometheus endpoint: `ip:port` (or `[ipv6]:port`; port 0 = any free one) serving `GET /metrics`
+   * in the text format; empty = off. Plain HTTP with no authentication, so bind it to loopback or a
+   * management network only.
+   */
   metrics: { address: string };
 }
 
@@ -228,8 +233,12 @@ function check(c: Config, text: string, source: string): void {
   }
   if (isIP(c.streaming.address) === 0)
     fail(where, ["streaming", "address"], `${JSON.stringify(c.streaming.address)} is not an IP address`);
-  // TODO(#14): serve Prometheus metrics; until then a set address would be silently ignored.
-  if (c.metrics.address !== "") fail(where, ["metrics", "address"], "metrics are not supported yet: leave it empty");
+  if (c.metrics.address !== "" && parseHostPort(c.metrics.address) === undefined)
+    fail(
+      where,
+      ["metrics", "address"],
+      `${JSON.stringify(c.metrics.address)} is not ip:port (or [ipv6]:port), nor empty`,
+    );
   if (!LOG_LEVELS.includes(c.log.level)) fail(where, ["log", "level"], `must be one of ${LOG_LEVELS.join(", ")}`);
   if (!c.runtime.handlers[c.runtime.default])
     fail(where, ["runtime", "default"], `names no handler under [runtime.handlers]`);

@@ -1,5 +1,6 @@
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import type {
+  CheckpointContainerRequest,
   ContainerStatusRequest,
   ContainerStatusResponseSchema,
   CreateContainerRequest,
@@ -13,6 +14,7 @@ import type {
   UpdateContainerResourcesRequest,
 } from "../api/gen/runtime/v1/api_pb.js";
 import { invalidArgument } from "../errdefs/index.js";
+import { checkpointContainer } from "../pods/index.js";
 import type { CriContext } from "./context.js";
 import { fromCriContainerState, resources, toContainer, toContainerConfig, toContainerStatus } from "./convert.js";
 import { validateArgv, validateContainerConfig } from "./validate.js";
@@ -83,4 +85,9 @@ export async function execSync(ctx: CriContext, req: ExecSyncRequest, signal: Ab
   validateArgv(req.cmd, "cmd");
   const r = await ctx.pods.containers.execSync(req.containerId, req.cmd, Number(req.timeout), { signal });
   return { stdout: encoder.encode(r.stdout), stderr: encoder.encode(r.stderr), exitCode: r.exitCode };
+}
+
+export async function checkpoint(ctx: CriContext, req: CheckpointContainerRequest) {
+  await checkpointContainer(ctx.pods.containers, req.containerId, { location: req.location });
+  return {};
 }

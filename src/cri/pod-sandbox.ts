@@ -7,11 +7,13 @@ import type {
   RemovePodSandboxRequest,
   RunPodSandboxRequest,
   StopPodSandboxRequest,
+  UpdatePodSandboxResourcesRequest,
 } from "../api/gen/runtime/v1/api_pb.js";
 import { PodSandboxState } from "../api/gen/runtime/v1/api_pb.js";
 import { invalidArgument } from "../errdefs/index.js";
+import { applyPodResources } from "../pods/index.js";
 import type { CriContext } from "./context.js";
-import { toContainerStatus, toPodSandbox, toPodSandboxStatus, toSandboxConfig } from "./convert.js";
+import { resources, toContainerStatus, toPodSandbox, toPodSandboxStatus, toSandboxConfig } from "./convert.js";
 import { validateRuntimeHandler, validateSandboxConfig } from "./validate.js";
 
 // The pod sandbox RPCs. Each is a thin conversion around SandboxManager (src/pods).
@@ -63,4 +65,13 @@ export function listPodSandbox(
     ...(f && Object.keys(f.labelSelector).length > 0 ? { labels: f.labelSelector } : {}),
   });
   return { items: items.map(toPodSandbox) };
+}
+
+/** UpdatePodSandboxResources: the pod's cgroup gets resources + overhead; the record keeps what was applied. */
+export async function updatePodSandboxResources(ctx: CriContext, req: UpdatePodSandboxResourcesRequest) {
+  if (!req.podSandboxId) throw invalidArgument("pod sandbox id is required");
+  await ctx.pods.sandboxes.resize(req.podSandboxId, (sb) =>
+    applyPodResources(sb, { resources: resources(req.resources), overhead: resources(req.overhead) }),
+  );
+  return {};
 }

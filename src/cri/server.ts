@@ -1,5 +1,5 @@
 import type { DescService } from "@bufbuild/protobuf";
-import { Code, type ConnectRouter, type ServiceImpl } from "@connectrpc/connect";
+import { Code, type ConnectRouter, type Interceptor, type ServiceImpl } from "@connectrpc/connect";
 import { type ConnectNodeAdapterOptions, connectNodeAdapter } from "@connectrpc/connect-node";
 import { Builder } from "../api/gen/berth/v1/build_pb.js";
 import { Images } from "../api/gen/berth/v1/images_pb.js";
@@ -8,6 +8,7 @@ import { unimplemented } from "../errdefs/index.js";
 import { berthBuild, berthBuildPrune } from "./berth-build.js";
 import { berthLoad, berthLogin, berthPull, berthPush, berthSave, berthTag } from "./berth-pull.js";
 import {
+  checkpoint,
   containerStatus,
   createContainer,
   execSync,
@@ -23,7 +24,22 @@ import { edgeInterceptor, toConnectError } from "./errors.js";
 import { getContainerEvents } from "./events.js";
 import { imageFsInfo, imageStatus, listImages, pullImage, removeImage } from "./image.js";
 import type { RpcTracker } from "./in-flight.js";
-import { listPodSandbox, podSandboxStatus, removePodSandbox, runPodSandbox, stopPodSandbox } from "./pod-sandbox.js";
+import {
+  streamContainerStats,
+  streamContainers,
+  streamPodSandboxes,
+  streamPodSandboxMetrics,
+  streamPodSandboxStats,
+} from "./list-streams.js";
+import { listMetricDescriptors, listPodSandboxMetrics } from "./metrics.js";
+import {
+  listPodSandbox,
+  podSandboxStatus,
+  removePodSandbox,
+  runPodSandbox,
+  stopPodSandbox,
+  updatePodSandboxResources,
+} from "./pod-sandbox.js";
 import { runtimeConfig } from "./runtime-config.js";
 import { containerStats, listContainerStats, listPodSandboxStats, podSandboxStats } from "./stats.js";
 import { status } from "./status.js";
@@ -43,6 +59,7 @@ function runtimeServiceImpl(ctx: CriContext): Partial<ServiceImpl<typeof Runtime
     removePodSandbox: (req) => removePodSandbox(ctx, req),
     podSandboxStatus: (req) => podSandboxStatus(ctx, req),
     listPodSandbox: (req) => listPodSandbox(ctx, req),
+    updatePodSandboxResources: (req) => updatePodSandboxResources(ctx, req),
     createContainer: (req, hc) => createContainer(ctx, req, hc.signal),
     startContainer: (req) => startContainer(ctx, req),
     stopContainer: (req) => stopContainer(ctx, req),
@@ -51,6 +68,7 @@ function runtimeServiceImpl(ctx: CriContext): Partial<ServiceImpl<typeof Runtime
     listContainers: (req) => listContainers(ctx, req),
     updateContainerResources: (req) => updateContainerResources(ctx, req),
     reopenContainerLog: (req) => reopenContainerLog(ctx, req),
+    checkpointContainer: (req) => checkpoint(ctx, req),
     execSync: (req, hc) => execSync(ctx, req, hc.signal),
     exec: (req) => exec(ctx, req),
     attach: (req) => attach(ctx, req),
@@ -60,6 +78,13 @@ function runtimeServiceImpl(ctx: CriContext): Partial<ServiceImpl<typeof Runtime
     listContainerStats: (req) => listContainerStats(ctx, req),
     podSandboxStats: (req) => podSandboxStats(ctx, req),
     listPodSandboxStats: (req) => listPodSandboxStats(ctx, req),
+    listMetricDescriptors: () => listMetricDescriptors(),
+    listPodSandboxMetrics: (_req, hc) => listPodSandboxMetrics(ctx, hc.signal),
+    streamPodSandboxes: (req) => mapStreamErrors(streamPodSandboxes(ctx, req)),
+    streamContainers: (req) => mapStreamErrors(streamContainers(ctx, req)),
+    streamContainerStats: (req) => mapStreamErrors(streamContainerStats(ctx, req)),
+    streamPodSandboxStats: (req) => mapStreamErrors(streamPodSandboxStats(ctx, req)),
+    streamPodSandboxMetrics: (_req, hc) => mapStreamErrors(streamPodSandboxMetrics(ctx, hc.signal)),
   };
 }
 
@@ -138,18 +163,19 @@ export function criRoutes(ctx: CriContext): (router: ConnectRouter) => void {
 /**
  * An HTTP/2 request handler serving CRI v1 over gRPC (and only gRPC: the kubelet and crictl
  * speak nothing else). Mount it on an `http2.createServer()` listening on the unix socket.
- * `options.tracker` sees every RPC begin and end (see {@link RpcTracker}).
+ * `options.tracker` sees every RPC begin and end (see {@link RpcTracker}); `options.interceptors`
+ * run outside the edge interceptor, so they see every error already as its gRPC status (metrics).
  */
 export function createCriHandler(
   ctx: CriContext,
-  options: { tracker?: RpcTracker } = {},
+  options: { tracker?: RpcTracker; interceptors?: Interceptor[] } = {},
 ): ReturnType<typeof connectNodeAdapter> {
   return connectNodeAdapter({
     routes: criRoutes(ctx),
     grpc: true,
     grpcWeb: false,
     connect: false,
-    interceptors: [edgeInterceptor(ctx.log, options.tracker)],
+    interceptors: [...(options.interceptors ?? []), edgeInterceptor(ctx.log, options.tracker)],
     // ExecSync output may reach 2 x 16 MiB; ListContainers on a busy node is large too.
     readMaxBytes: 64 * 1024 * 1024,
     writeMaxBytes: 64 * 1024 * 1024,

@@ -6,13 +6,14 @@ import { join } from "node:path";
 import type { Config } from "../config/index.js";
 import { type Condition, type CriContext, createCriHandler, createRpcTracker } from "../cri/index.js";
 import type { Logger } from "../log/index.js";
+import { createMetrics, type MetricsServer, metricsInterceptor, serveMetrics } from "../metrics/index.js";
 import { openStore, type Store } from "../store/index.js";
 import { enableSpawnWorker, stopWorker } from "../sys/index.js";
 import { ensureDir, packageVersion } from "../util/index.js";
 import { acceptWithAuthorityFix } from "./authority.js";
 import { lockRoot, type RootLock } from "./lock.js";
 import { type LoopMonitor, startLoopMonitor } from "./loop-monitor.js";
-import { buildModules } from "./modules.js";
+import { buildModules, type Modules } from "./modules.js";
 import { clearStaleSocket } from "./socket.js";
 
 /**
@@ -53,8 +54,38 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
     const tracker = createRpcTracker();
     // Started once serving (below): start-up's own module loading and recovery are not stalls.
     let loop: LoopMonitor | undefined;
-    const modules = await buildModules(config, store, log);
+    // Metrics read the managers at scrape time; the endpoint only listens once they exist (below).
+    let counted: Modules | undefined;
+    const metrics = config.metrics.address
+      ? createMetrics({
+          containers: () => countBy(counted?.containers.list() ?? [], (r) => r.state),
+          sandboxes: () => countBy(counted?.sandboxes.list() ?? [], (r) => r.state),
+          eventLoop: () => loop?.stats(),
+        })
+      : undefined;
+    const modules = await buildModules(
+      config,
+      store,
+      log,
+      metrics
+        ? {
+            onPull: (e) => metrics.pull(e),
+            onNetworkOperation: (e) => metrics.cni(e),
+            onSession: (kind) => metrics.session(kind),
+          }
+        : {},
+    );
+    counted = modules;
     undo.push(() => modules.close());
+    if (metrics) {
+      const unsubscribe = modules.containers.onEvent((e) => {
+        if (e.type !== "stopped") return;
+        const rec = modules.containers.list({ id: e.containerId })[0];
+        if (rec?.reason === "OOMKilled") metrics.oomKill();
+      });
+      undo.push(unsubscribe);
+    }
+    let metricsServer: MetricsServer | undefined;
     const ctx: CriContext = {
       log,
       version: packageVersion(),
@@ -72,7 +103,11 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
         podCidr = cidr;
         log.info({ podCidr: cidr }, "pod cidr updated");
       },
-      verboseInfo: () => ({ config: { config, podCidr }, eventLoop: loop?.stats() }),
+      verboseInfo: () => ({
+        config: { config, podCidr },
+        eventLoop: loop?.stats(),
+        metrics: { address: metricsServer?.address ?? "" },
+      }),
       images: modules.images,
       builder: modules.builder,
       streaming: modules.streaming,
@@ -81,7 +116,9 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
 
     // The HTTP/2 server does not listen itself: a plain listener accepts each connection and
     // hands it over, through the :authority fix that pre-1.31 kubelets need (see authority.ts).
-    const server = createServer(createCriHandler(ctx, { tracker }));
+    const server = createServer(
+      createCriHandler(ctx, { tracker, ...(metrics ? { interceptors: [metricsInterceptor(metrics)] } : {}) }),
+    );
     const sessions = new Set<Http2Session>();
     server.on("session", (s) => {
       sessions.add(s);
@@ -116,6 +153,11 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
     );
     loop = startLoopMonitor({ log: log.child({ component: "event-loop" }), tracker });
     undo.push(() => loop?.close());
+    if (metrics) {
+      const served = await serveMetrics(metrics, config.metrics.address, log.child({ component: "metrics" }));
+      metricsServer = served;
+      undo.push(() => served.close());
+    }
     log.info(
       { socket: config.socket, root: config.root, state: config.state, version: ctx.version },
       "berthd serving CRI v1",
@@ -161,4 +203,14 @@ function runtimeCondition(config: Config): Condition {
     }
   }
   return { ready: true, reason: "", message: "" };
+}
+
+/** How many items fall in each group. */
+function countBy<T>(items: readonly T[], key: (item: T) => string): Record<string, number> {
+  const counts: Record<string, number> = {};
+  for (const item of items) {
+    const k = key(item);
+    counts[k] = (counts[k] ?? 0) + 1;
+  }
+  return counts;
 }

@@ -1,3 +1,4 @@
+import { realpathSync } from "node:fs";
 import { isAbsolute } from "node:path";
 import { Command, Option } from "commander";
 import { type Config, defaultConfig, formatConfig, loadConfig } from "../config/index.js";
@@ -6,6 +7,7 @@ import { createLogger, LOG_LEVELS } from "../log/index.js";
 import { defaultConflist } from "../network/index.js";
 import { packageVersion } from "../util/index.js";
 import { startDaemon } from "./daemon.js";
+import { CONFIG_PATH, defaultConfigFile, install, serviceUnit, UNIT_PATH } from "./install.js";
 import { installLastResortHandler } from "./last-resort.js";
 
 const DEFAULT_CONFIG_PATH = "/etc/berth/config.toml";
@@ -100,6 +102,29 @@ export async function berthdMain(argv: string[]): Promise<void> {
     .option("--subnet <cidr>", "pod subnet", "10.88.0.0/16")
     .action((opts: { subnet: string }) => {
       process.stdout.write(`${defaultConflist({ bridge: "berth0", subnet: opts.subnet })}\n`);
+    });
+
+  program
+    .command("install")
+    .description(
+      `print the systemd unit and a default config; with --write, install them (${UNIT_PATH}, ${CONFIG_PATH})`,
+    )
+    .option("--write", "write the files instead of printing them (an existing config is kept)")
+    .option("--dest <dir>", "install under this directory instead of / (packaging)", "/")
+    .action(async (opts: { write?: boolean; dest: string }) => {
+      if (!isAbsolute(opts.dest)) fatal(`--dest: ${JSON.stringify(opts.dest)} is not an absolute path`);
+      // This very berthd, with the node flags it runs with (systemd does not read the script's #! line's PATH).
+      const execStart = [process.execPath, ...process.execArgv, realpathSync(argv[1] ?? "")].join(" ");
+      if (!opts.write) {
+        process.stdout.write(`# ${UNIT_PATH}\n${serviceUnit(execStart)}\n# ${CONFIG_PATH}\n${defaultConfigFile()}`);
+        return;
+      }
+      try {
+        for (const r of await install(execStart, opts.dest)) process.stdout.write(`${r.action} ${r.path}\n`);
+      } catch (err) {
+        fatal(`install: ${messageOf(err)}`);
+      }
+      process.stdout.write("next: systemctl daemon-reload && systemctl enable --now berthd\n");
     });
 
   await program.parseAsync(argv);

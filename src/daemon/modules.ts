@@ -7,16 +7,23 @@ import {
   createImageService,
   hostPlatform,
   type ImageService,
+  type ImageServiceOptions,
   parsePlatform,
 } from "../images/index.js";
 import type { Logger } from "../log/index.js";
-import { createNetworkManager, createSandboxNetworking, forwardPort, type NetworkManager } from "../network/index.js";
+import {
+  createNetworkManager,
+  createSandboxNetworking,
+  forwardPort,
+  type NetworkManager,
+  type NetworkManagerOptions,
+} from "../network/index.js";
 import { currentOomScoreAdj } from "../oci/index.js";
 import { ContainerManager, createSandboxInfra, createStreamSessions, SandboxManager } from "../pods/index.js";
 import { type ContainerRuntime, createContainerRuntime } from "../runtime/index.js";
 import { createContainerRootfs, createOverlaySnapshotter } from "../snapshots/index.js";
 import type { Store } from "../store/index.js";
-import { StreamingServer } from "../streaming/index.js";
+import { StreamingServer, type StreamingServerOptions } from "../streaming/index.js";
 import { ensureDir } from "../util/index.js";
 
 /**
@@ -51,7 +58,19 @@ export interface Modules {
   close(): Promise<void>;
 }
 
-export async function buildModules(config: Config, store: Store, log: Logger): Promise<Modules> {
+/** Observers the daemon hands to the modules (metrics); each is optional and must not throw. */
+export interface ModuleObservers {
+  onPull?: ImageServiceOptions["onPull"];
+  onNetworkOperation?: NetworkManagerOptions["onOperation"];
+  onSession?: StreamingServerOptions["onSession"];
+}
+
+export async function buildModules(
+  config: Config,
+  store: Store,
+  log: Logger,
+  observers: ModuleObservers = {},
+): Promise<Modules> {
   const closers: Array<() => Promise<void> | void> = [];
   const rootfsDir = join(config.state, "rootfs");
   const sandboxesDir = join(config.state, "sandboxes");
@@ -85,6 +104,7 @@ export async function buildModules(config: Config, store: Store, log: Logger): P
       ...(config.unpack.max_workers > 0 ? { maxWorkers: config.unpack.max_workers } : {}),
     },
     logger: log.child({ component: "images" }),
+    ...(observers.onPull ? { onPull: observers.onPull } : {}),
   });
   closers.push(() => images.close());
   const runcHandler = config.runtime.handlers[config.runtime.default];
@@ -108,6 +128,7 @@ export async function buildModules(config: Config, store: Store, log: Logger): P
     resultDir,
     pluginTimeoutMs: config.cni.plugin_timeout_seconds * 1000,
     logger: log.child({ component: "network" }),
+    ...(observers.onNetworkOperation ? { onOperation: observers.onNetworkOperation } : {}),
   });
   closers.push(() => network.close());
   const podCidr = store.collection<string>("settings").get("pod_cidr");
@@ -185,6 +206,7 @@ export async function buildModules(config: Config, store: Store, log: Logger): P
     port: config.streaming.port,
     idleTimeoutMs: config.streaming.idle_timeout_seconds * 1000,
     logger: log.child({ component: "streaming" }),
+    ...(observers.onSession ? { onSession: observers.onSession } : {}),
   });
   await streaming.listen();
   closers.push(() => streaming.close());

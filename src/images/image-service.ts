@@ -1,5 +1,6 @@
 import { rm } from "node:fs/promises";
 import { join } from "node:path";
+import { performance } from "node:perf_hooks";
 import { createUnpacker, type Unpacker } from "../archive/index.js";
 import type { ContentStore } from "../content/index.js";
 import { RuntimeError, wrap } from "../errdefs/index.js";
@@ -85,6 +86,16 @@ export interface ImagePullOptions {
   onProgress?: (event: LayerProgress) => void;
 }
 
+/** One finished pull as {@link ImageServiceOptions.onPull} sees it. */
+export interface PullOutcome {
+  /** The registry host (and port) of the reference. */
+  registry: string;
+  /** Layer bytes downloaded (layers already in the content store cost none). */
+  bytes: number;
+  seconds: number;
+  ok: boolean;
+}
+
 /** Dependencies and settings of {@link createImageService}. */
 export interface ImageServiceOptions {
   store: Store;
@@ -119,6 +130,8 @@ export interface ImageServiceOptions {
   registry?: RegistryClient;
   /** Blobs and chain IDs other modules keep alive (the build cache): GC leaves them. */
   extraReferences?: () => { blobs: Iterable<string>; chainIds: Iterable<string> };
+  /** Told of every finished pull, successful or not (metrics); must not throw. */
+  onPull?: (event: PullOutcome) => void;
   logger?: Logger;
 }
 
@@ -489,6 +502,34 @@ export class ImageService {
    */
   async pull(ref: string, options: ImagePullOptions = {}): Promise<ImageRecord> {
     const parsed = parseReference(ref);
+    const onPull = this.o.onPull;
+    if (!onPull) return this.pullParsed(ref, parsed, options);
+    const started = performance.now();
+    // Bytes that arrived, per layer: the largest `done` of a layer while it downloaded (a layer found
+    // in the content store goes straight to its size without downloading, and counts nothing).
+    const downloaded = new Map<string, number>();
+    const onProgress = (e: LayerProgress) => {
+      if (e.state === "downloading" || e.state === "verifying")
+        downloaded.set(e.digest, Math.max(downloaded.get(e.digest) ?? 0, e.done));
+      options.onProgress?.(e);
+    };
+    let ok = false;
+    try {
+      const record = await this.pullParsed(ref, parsed, { ...options, onProgress });
+      ok = true;
+      return record;
+    } finally {
+      const bytes = [...downloaded.values()].reduce((a, b) => a + b, 0);
+      const seconds = (performance.now() - started) / 1000;
+      try {
+        onPull({ registry: parsed.domain, bytes, seconds, ok });
+      } catch (err) {
+        this.log.warn({ err }, "pull observer failed");
+      }
+    }
+  }
+
+  private async pullParsed(ref: string, parsed: Reference, options: ImagePullOptions): Promise<ImageRecord> {
     const signal = options.signal ? AbortSignal.any([options.signal, this.closing.signal]) : this.closing.signal;
     const lease = this.leases.create();
     try {

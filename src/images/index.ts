@@ -10,6 +10,7 @@ export {
   ImageService,
   type ImageServiceOptions,
   type LocalImage,
+  type PullOutcome,
 } from "./image-service.js";
 export { type ContainerConfig, type Descriptor, type ImageConfig, imageUser } from "./manifest.js";
 export { formatPlatform, hostPlatform, type Platform, parsePlatform } from "./platform.js";

@@ -26,6 +26,7 @@ export {
   NETWORK_NOT_READY_REASON,
   NetworkManager,
   type NetworkManagerOptions,
+  type NetworkOperation,
   type SetUpRequest,
 } from "./manager.js";
 export { createNetns, isNetns, type NetnsOptions, netnsArgv, removeNetns, runInNetns } from "./netns.js";

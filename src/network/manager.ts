@@ -25,6 +25,15 @@ export interface NetworkManagerOptions {
   /** How often a missing conf dir is looked for (default 2 s). */
   pollIntervalMs?: number;
   logger?: Logger;
+  /** Told of every ADD and DEL of a plugin chain, with its duration and outcome (metrics); must not throw. */
+  onOperation?: (event: NetworkOperation) => void;
+}
+
+/** One ADD or DEL of a pod's plugin chain as {@link NetworkManagerOptions.onOperation} sees it. */
+export interface NetworkOperation {
+  operation: "add" | "del";
+  seconds: number;
+  ok: boolean;
 }
 
 /** One pod's attachment request, in domain terms (`cri/` converts the CRI sandbox config). */
@@ -89,6 +98,7 @@ export class NetworkManager {
   private readonly resultDir: string;
   private readonly ifName: string;
   private readonly timeoutMs: number;
+  private readonly onOperation: NetworkManagerOptions["onOperation"];
   private podCidrs: string[] = [];
 
   /** Use `createNetworkManager`. */
@@ -102,6 +112,7 @@ export class NetworkManager {
     this.resultDir = options.resultDir ?? DEFAULT_RESULT_DIR;
     this.ifName = options.ifName ?? DEFAULT_IFNAME;
     this.timeoutMs = options.pluginTimeoutMs ?? 60_000;
+    this.onOperation = options.onOperation;
   }
 
   /** Ready when a valid configuration exists (and, if it needs one, a pod CIDR is set). */
@@ -161,11 +172,14 @@ export class NetworkManager {
       }
       const started = performance.now();
       let prevResult: unknown;
+      let added = false;
       try {
         for (const plugin of entry.config.plugins) {
           prevResult = await this.exec("ADD", entry, plugin, { netns: req.netnsPath, prevResult, signal: req.signal });
         }
         const network = toPodNetwork(parseResult(prevResult, `network ${entry.config.name}`), this.ifName);
+        added = true;
+        this.observe("add", started, true);
         await writeCache(this.resultDir, { ...entry, result: prevResult });
         log.info(
           { network: entry.config.name, ips: network.ips, ms: Math.round(performance.now() - started) },
@@ -173,6 +187,7 @@ export class NetworkManager {
         );
         return network;
       } catch (err) {
+        if (!added) this.observe("add", started, false);
         // Best effort and without the caller's signal: a canceled RPC must still not leak.
         const undo: CacheEntry = prevResult === undefined ? entry : { ...entry, result: prevResult };
         try {
@@ -221,13 +236,27 @@ export class NetworkManager {
           };
         }
         const started = performance.now();
-        await this.del(entry, netnsPath, options.signal);
+        try {
+          await this.del(entry, netnsPath, options.signal);
+        } catch (err) {
+          this.observe("del", started, false);
+          throw err;
+        }
+        this.observe("del", started, true);
         await removeCache(this.resultDir, sandboxId, this.ifName);
         log.info({ network: entry.config.name, ms: Math.round(performance.now() - started) }, "pod network torn down");
       } catch (err) {
         throw wrap(err, `tear down network for sandbox ${sandboxId}`);
       }
     });
+  }
+
+  private observe(operation: NetworkOperation["operation"], started: number, ok: boolean): void {
+    try {
+      this.onOperation?.({ operation, seconds: (performance.now() - started) / 1000, ok });
+    } catch (err) {
+      this.log.warn({ err: messageOf(err) }, "network operation observer failed");
+    }
   }
 
   /**

@@ -1,4 +1,5 @@
 export { cgroupDir, cgroupsPath, sliceDir } from "./cgroup-paths.js";
+export { checkpointContainer } from "./checkpoint.js";
 export { type ImageRuntimeConfig, processArgs, processEnv, stopSignalOf } from "./container-spec.js";
 export {
   type ContainerEvent,
@@ -11,6 +12,16 @@ export {
 } from "./containers.js";
 export { hostsFile, resolvConf } from "./files.js";
 export { createSandboxInfra, type InfraOptions, type SandboxInfra } from "./infra.js";
+export {
+  collectPodMetrics,
+  type MetricDescriptor,
+  type MetricSample,
+  metricDescriptors,
+  type PodMetrics,
+  type PodMetricsSource,
+  podMetrics,
+} from "./pod-metrics.js";
+export { applyPodResources } from "./pod-resources.js";
 export { type SandboxStatsRecord, sandboxStats } from "./sandbox-stats.js";
 export {
   type SandboxContainers,

@@ -2,6 +2,7 @@ import { mkdir, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { alreadyExists, invalidArgument, notFound, wrap } from "../errdefs/index.js";
 import type { Logger } from "../log/index.js";
+import type { ResourceLimits } from "../oci/index.js";
 import type { Collection } from "../store/index.js";
 import {
   ensurePrivateMount,
@@ -235,6 +236,19 @@ export class SandboxManager {
       await rm(rec.dir, { recursive: true, force: true });
       this.records.delete(id);
       if (this.names.get(nameKey(rec.config)) === id) this.names.delete(nameKey(rec.config));
+    });
+  }
+
+  /**
+   * UpdatePodSandboxResources: `apply` writes the pod's cgroup (see pod-resources.ts) and returns
+   * the limits now in force, which are then recorded (PodSandboxStatus's verbose info shows them).
+   */
+  async resize(ref: string, apply: (rec: SandboxRecord) => Promise<ResourceLimits>): Promise<void> {
+    const id = this.resolve(ref);
+    await this.locks.run(id, async () => {
+      const rec = this.get(id);
+      rec.config.overheadAndResources = await apply(rec);
+      this.records.put(id, rec);
     });
   }
 

@@ -18,6 +18,7 @@ export {
   type SyncMessage,
   startConmon,
 } from "./conmon.js";
+export { type CriuSupport, criuSupport } from "./criu.js";
 export {
   type ExecSessionOptions,
   execSession,

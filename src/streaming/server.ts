@@ -70,6 +70,8 @@ export interface StreamingServerOptions {
   baseUrl?: string;
   /** Close connections without a frame or message for this long (default 4 h). */
   idleTimeoutMs?: number;
+  /** Told when a session of `kind` starts; the returned function is called once when it ends (metrics). */
+  onSession?: (kind: StreamKind) => () => void;
   /** How long a SPDY client has to open the streams of a request (default 30 s). */
   streamCreationTimeoutMs?: number;
   /**
@@ -113,6 +115,7 @@ export class StreamingServer {
   readonly #log: Logger;
   readonly #options: StreamingServerOptions;
   readonly #idleTimeoutMs: number;
+  readonly #onSession: StreamingServerOptions["onSession"];
   readonly #streamCreationTimeoutMs: number;
   readonly #portForwardUnusedTimeoutMs: number;
   readonly #cache: RequestCache<CachedRequest>;
@@ -133,6 +136,7 @@ export class StreamingServer {
     this.#backend = options.backend;
     this.#log = options.logger ?? silentLogger();
     this.#idleTimeoutMs = options.idleTimeoutMs ?? 4 * 60 * 60 * 1000;
+    this.#onSession = options.onSession;
     this.#streamCreationTimeoutMs = options.streamCreationTimeoutMs ?? 30_000;
     this.#portForwardUnusedTimeoutMs = options.portForwardUnusedTimeoutMs ?? 10 * 60 * 1000;
     this.#cache = new RequestCache(options.cache);
@@ -327,9 +331,10 @@ export class StreamingServer {
     if (head.length > 0) socket.unshift(head);
     const log = this.#log.child({ transport: "spdy", protocol: negotiation.protocol, ...describe(cached) });
     if (cached.kind === "portforward") {
-      this.#track(serveSpdyPortForward(socket, this.#spdyPortForwardOptions(cached.request, log)));
+      this.#track("portforward", serveSpdyPortForward(socket, this.#spdyPortForwardOptions(cached.request, log)));
     } else {
       this.#track(
+        cached.kind,
         serveSpdyCommand(socket, {
           ...this.#commandOptions(cached, log),
           protocol: negotiation.protocol,
@@ -380,7 +385,7 @@ export class StreamingServer {
         ws.terminate();
         return;
       }
-      this.#track(this.#serveWebSocket(ws, protocol, cached, ports, log));
+      this.#track(cached.kind, this.#serveWebSocket(ws, protocol, cached, ports, log));
     });
   }
 
@@ -403,7 +408,10 @@ export class StreamingServer {
         kind: "portforward",
         podSandboxId: request.podSandboxId,
       });
-      this.#track(serveSpdyPortForward(createWebSocketStream(ws), this.#spdyPortForwardOptions(request, log)));
+      this.#track(
+        "portforward",
+        serveSpdyPortForward(createWebSocketStream(ws), this.#spdyPortForwardOptions(request, log)),
+      );
     });
   }
 
@@ -464,11 +472,20 @@ export class StreamingServer {
     };
   }
 
-  #track(session: ServingSession): void {
+  #track(kind: StreamKind, session: ServingSession): void {
     this.#sessions.add(session);
+    let ended: (() => void) | undefined;
+    try {
+      ended = this.#onSession?.(kind);
+    } catch (err) {
+      this.#log.warn({ err }, "streaming session observer failed");
+    }
     session.done
       .catch((err: unknown) => this.#log.error({ err }, "streaming session failed"))
-      .finally(() => this.#sessions.delete(session));
+      .finally(() => {
+        this.#sessions.delete(session);
+        ended?.();
+      });
   }
 }
 

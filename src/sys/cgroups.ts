@@ -18,7 +18,8 @@ export interface CgroupStats {
   processCount: number;
 }
 
-async function read(path: string): Promise<string | undefined> {
+/** A cgroup file's trimmed text, or undefined when it cannot be read (the cgroup or the controller is absent). */
+export async function read(path: string): Promise<string | undefined> {
   try {
     return (await readFile(path, "utf8")).trim();
   } catch {
@@ -26,7 +27,8 @@ async function read(path: string): Promise<string | undefined> {
   }
 }
 
-function statMap(text: string | undefined): Map<string, bigint> {
+/** "key value" lines (memory.stat, cpu.stat, ...) as a map; lines whose value is not an unsigned integer are skipped. */
+export function statMap(text: string | undefined): Map<string, bigint> {
   const m = new Map<string, bigint>();
   for (const line of (text ?? "").split("\n")) {
     const [k, v] = line.split(" ");

@@ -1,3 +1,4 @@
+export { type CgroupMetrics, readCgroupMetrics } from "./cgroup-metrics.js";
 export { type CgroupStats, readCgroupStats } from "./cgroups.js";
 export { type RunOptions, type RunResult, run, runUnchecked } from "./exec.js";
 export { type ReadFileInRootOptions, ROOTFS_READ_TIMEOUT_MS, readFileInRoot, treeUsage } from "./fs-offload.js";
@@ -12,7 +13,7 @@ export {
   unmountIfMounted,
   unpinNamespace,
 } from "./mounts.js";
-export { type InterfaceCounters, interfaceCounters } from "./netdev.js";
+export { type InterfaceCounters, interfaceCounters, netnsInterfaceCounters } from "./netdev.js";
 export { netnsArgv } from "./nsenter.js";
 export { killProcessTree, type ProcPaths } from "./proc.js";
 export { removeTree } from "./remove-tree.js";

@@ -5,7 +5,13 @@ import { createContainerImages, createImageService, type ImageService } from "..
 import type { Logger } from "../log/index.js";
 import { createNetworkManager, createSandboxNetworking, forwardPort, type NetworkManager } from "../network/index.js";
 import { currentOomScoreAdj } from "../oci/index.js";
-import { ContainerManager, createSandboxInfra, createStreamSessions, SandboxManager } from "../pods/index.js";
+import {
+  ContainerManager,
+  createSandboxHost,
+  createSandboxInfra,
+  createStreamSessions,
+  SandboxManager,
+} from "../pods/index.js";
 import { type ContainerRuntime, createContainerRuntime } from "../runtime/index.js";
 import { createContainerRootfs, createOverlaySnapshotter } from "../snapshots/index.js";
 import type { Store } from "../store/index.js";
@@ -112,6 +118,7 @@ export async function buildModules(config: Config, store: Store, log: Logger): P
       ...(oomScoreAdjFloor !== undefined ? { oomScoreAdjFloor } : {}),
     }),
     stateDir: sandboxesDir,
+    host: createSandboxHost(sandboxesDir),
     network: createSandboxNetworking(network, { netnsDir }),
     handlers: Object.keys(config.runtime.handlers),
     defaultHandler: config.runtime.default,

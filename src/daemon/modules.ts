@@ -19,7 +19,13 @@ import {
   type NetworkManagerOptions,
 } from "../network/index.js";
 import { currentOomScoreAdj } from "../oci/index.js";
-import { ContainerManager, createSandboxInfra, createStreamSessions, SandboxManager } from "../pods/index.js";
+import {
+  ContainerManager,
+  createSandboxHost,
+  createSandboxInfra,
+  createStreamSessions,
+  SandboxManager,
+} from "../pods/index.js";
 import { type ContainerRuntime, createContainerRuntime } from "../runtime/index.js";
 import { createContainerRootfs, createOverlaySnapshotter } from "../snapshots/index.js";
 import type { Store } from "../store/index.js";
@@ -162,6 +168,7 @@ export async function buildModules(
       ...(oomScoreAdjFloor !== undefined ? { oomScoreAdjFloor } : {}),
     }),
     stateDir: sandboxesDir,
+    host: createSandboxHost(sandboxesDir),
     network: createSandboxNetworking(network, { netnsDir }),
     handlers: Object.keys(config.runtime.handlers),
     defaultHandler: config.runtime.default,

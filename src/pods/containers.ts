@@ -1,9 +1,17 @@
 import { mkdir } from "node:fs/promises";
 import { isAbsolute, join, normalize } from "node:path";
-import { alreadyExists, failedPrecondition, invalidArgument, isKind, notFound, wrap } from "../errdefs/index.js";
+import {
+  alreadyExists,
+  failedPrecondition,
+  invalidArgument,
+  isKind,
+  messageOf,
+  notFound,
+  wrap,
+} from "../errdefs/index.js";
 import type { Logger } from "../log/index.js";
 import { linuxResources } from "../oci/index.js";
-import type { ContainerExit, ContainerRuntime, ExecSyncResult } from "../runtime/index.js";
+import type { ContainerExit, ExecSyncResult } from "../runtime/index.js";
 import type { Collection } from "../store/index.js";
 import { type CgroupStats, readCgroupStats } from "../sys/index.js";
 import { AmbiguousPrefixError, KeyedMutex, newId, resolvePrefix } from "../util/index.js";
@@ -11,8 +19,9 @@ import { cgroupDir } from "./cgroup-paths.js";
 import { containerSpec, type ImageRuntimeConfig, stopSignalOf } from "./container-spec.js";
 import { matchLabels } from "./filters.js";
 import { prepareImageVolumes, releaseImageVolumes } from "./image-volumes.js";
-import type { SandboxManager } from "./sandboxes.js";
-import type { ContainerConfig, ContainerFilter, ContainerRecord, ContainerState } from "./types.js";
+import { START_ERROR_EXIT_CODE, START_ERROR_REASON, transitionContainer } from "./lifecycle.js";
+import type { Runtime } from "./runtime.js";
+import type { ContainerConfig, ContainerFilter, ContainerRecord, SandboxRecord } from "./types.js";
 import { nowNs } from "./types.js";
 import { resolveUser } from "./users.js";
 
@@ -62,10 +71,20 @@ export interface ContainerStatsRecord {
   timestamp: bigint;
 }
 
+/** What containers need from the sandbox manager (SandboxManager implements it). */
+export interface ContainerSandboxes {
+  /** The sandbox by ID or unique prefix; NotFound otherwise. */
+  get(ref: string): SandboxRecord;
+  /** Full ID from an ID or unique prefix; NotFound when none, InvalidArgument when ambiguous. */
+  resolve(ref: string): string;
+  /** IDs of the infra containers the runtime runs for sandboxes (not containers of ours). */
+  infraIds(): string[];
+}
+
 export interface ContainerManagerOptions {
   records: Collection<ContainerRecord>;
-  sandboxes: SandboxManager;
-  runtime: ContainerRuntime;
+  sandboxes: ContainerSandboxes;
+  runtime: Runtime;
   images: ContainerImages;
   rootfs: ContainerRootfs;
   log: Logger;
@@ -78,8 +97,15 @@ export interface ContainerManagerOptions {
  *
  * ```
  * creating ──▶ created ──StartContainer──▶ running ──(exit seen by conmon)──▶ exited ──▶ (removed)
- *     └──(failure: undone, record deleted)      created ──StopContainer──▶ exited
+ *     │           ├──(runc start failed: reason StartError, exit code 128)──▶ exited
+ *     │           └──StopContainer, or its process died before start──────▶ exited
+ *     └──(failure: undone, record deleted)
  * ```
+ * Every change of a record goes through `update()`, which checks the transition against the table
+ * in lifecycle.ts and persists it in the same step. Operations on one container are serialised by
+ * a per-ID lock, the recording of an exit included, so a quick exit is recorded after the start
+ * that ran it: created -> running -> exited, in that order.
+ *
  * A `creating` record found at start-up is a CreateContainer cut short; recover() undoes it.
  * Exits are learnt from the runtime's exit watcher (conmon's exit files), so a container that
  * exits while berthd is down is found with its real exit code and finish time on start.
@@ -101,6 +127,22 @@ export class ContainerManager {
         o.log.error({ err, containerId: exit.id }, "record container exit failed"),
       );
     });
+  }
+
+  /**
+   * The one way a stored container record changes: `fn` edits a copy of it, a state change is checked
+   * against CONTAINER_TRANSITIONS (FailedPrecondition, and nothing written, when it is not allowed),
+   * then the record is persisted and the copy returned. Synchronous, so nothing interleaves between
+   * the read and the write. NotFound when there is no record.
+   */
+  update(id: string, fn: (draft: ContainerRecord) => void): ContainerRecord {
+    const current = this.o.records.get(id);
+    if (!current) throw notFound(`container ${id}`);
+    const draft = structuredClone(current);
+    fn(draft);
+    transitionContainer(id, current.state, draft.state);
+    this.o.records.put(id, draft);
+    return draft;
   }
 
   close(): void {
@@ -151,19 +193,25 @@ export class ContainerManager {
               this.o.log.warn({ err, containerId: rec.id }, "kill container whose state is lost"),
             );
           this.finish(
-            rec,
+            rec.id,
             { exitCode: 255, finishedAt: new Date(), oomKilled: false },
             "state lost (the host may have rebooted)",
           );
         }
         continue;
       }
-      if (st.state === "running" && rec.state !== "running") {
-        rec.state = "running";
-        this.o.records.put(rec.id, rec);
-      } else if (st.state === "stopped" && rec.state !== "exited") {
+      if (rec.state === "exited") {
+        // Recorded as exited while its process lives on: berthd died between recording a failed start
+        // and killing what `runc create` had made. Finish that, rather than bring an exited record back.
+        if (st.state !== "stopped") await this.killAfterFailedStart(rec.id);
+      } else if (st.state === "running" && rec.state === "created") {
+        // `runc start` succeeded but berthd died before recording it.
+        this.update(rec.id, (r) => {
+          r.state = "running";
+        });
+      } else if (st.state === "stopped") {
         this.finish(
-          rec,
+          rec.id,
           { exitCode: st.exitCode ?? 255, finishedAt: st.finishedAt ?? new Date(), oomKilled: st.oomKilled },
           st.message ?? "",
         );
@@ -225,9 +273,6 @@ export class ContainerManager {
           image: image.name,
           ...(options.signal ? { signal: options.signal } : {}),
         });
-        rec.uid = user.uid;
-        rec.gid = user.gid;
-        rec.supplementalGids = user.additionalGids;
         const mounts = await prepareImageVolumes(id, config.mounts, this.o);
         const spec = await containerSpec({
           id,
@@ -253,10 +298,14 @@ export class ContainerManager {
           runtimeHandler: sandbox.runtimeHandler,
           ...(options.signal ? { signal: options.signal } : {}),
         });
-        rec.pid = created.pid;
-        rec.state = "created";
-        this.o.records.put(id, rec);
-        this.emit("created", rec);
+        const done = this.update(id, (r) => {
+          r.uid = user.uid;
+          r.gid = user.gid;
+          r.supplementalGids = user.additionalGids;
+          r.pid = created.pid;
+          r.state = "created";
+        });
+        this.emit("created", done);
         return id;
       } catch (err) {
         // The container is being removed anyway; a runtime that already lost it is fine.
@@ -274,7 +323,11 @@ export class ContainerManager {
     });
   }
 
-  /** StartContainer: only a created container can start. */
+  /**
+   * StartContainer: only a created container can start. When `runc start` fails the container is
+   * recorded exited with reason StartError, exit code 128 and the error as message (what
+   * ContainerStatus shows), what `runc create` made is killed, and the error is thrown.
+   */
   async start(ref: string): Promise<void> {
     const id = this.resolve(ref);
     await this.locks.run(id, async () => {
@@ -282,15 +335,35 @@ export class ContainerManager {
       if (rec.state !== "created") throw failedPrecondition(`container ${id} is ${rec.state}, not created`);
       // Taken before `runc start`: a quick process can exit, with conmon recording the time, before runc returns.
       const startedAt = nowNs();
-      await this.o.runtime.start(id);
-      rec.state = "running";
-      rec.startedAt = startedAt;
-      // The exit watcher may already have recorded a quick exit; keep it.
-      const latest = this.o.records.get(id);
-      if (latest?.state === "exited") return;
-      this.o.records.put(id, rec);
-      this.emit("started", rec);
+      try {
+        await this.o.runtime.start(id);
+      } catch (err) {
+        const failed = this.update(id, (r) => {
+          r.state = "exited";
+          r.pid = 0;
+          r.finishedAt = nowNs();
+          r.exitCode = START_ERROR_EXIT_CODE;
+          r.reason = START_ERROR_REASON;
+          r.message = boundMessage(messageOf(err));
+        });
+        this.o.log.warn({ err, containerId: id }, "container start failed");
+        this.emit("stopped", failed);
+        await this.killAfterFailedStart(id);
+        throw err;
+      }
+      const started = this.update(id, (r) => {
+        r.state = "running";
+        r.startedAt = startedAt;
+      });
+      this.emit("started", started);
     });
+  }
+
+  /** After a failed start: its init (or what is left of it) must not run on unseen. Failures are logged. */
+  private async killAfterFailedStart(id: string): Promise<void> {
+    await this.o.runtime
+      .stop(id, { timeoutSec: 0 })
+      .catch((err: unknown) => this.o.log.warn({ err, containerId: id }, "kill container whose start failed"));
   }
 
   /** StopContainer: stop signal, then SIGKILL after `timeoutSec`. Idempotent. */
@@ -405,15 +478,13 @@ export class ContainerManager {
     if (rec.state !== "running" && rec.state !== "created")
       throw failedPrecondition(`container ${rec.id} is ${rec.state}`);
     await this.o.runtime.updateResources(rec.id, linuxResources(resources));
-    await this.locks.run(rec.id, async () => {
-      const latest = this.mustGet(rec.id);
-      // Zero and empty fields mean "unset" (linuxResources leaves them out, so the cgroup keeps its value):
-      // keep the recorded value for those so ContainerStatus reports what the cgroup has.
-      const given = Object.entries(resources).filter(
-        ([, v]) => v !== undefined && v !== 0 && v !== "" && !isEmptyObject(v),
-      );
-      latest.config.resources = { ...latest.config.resources, ...Object.fromEntries(given) };
-      this.o.records.put(rec.id, latest);
+    // Zero and empty fields mean "unset" (linuxResources leaves them out, so the cgroup keeps its value):
+    // keep the recorded value for those so ContainerStatus reports what the cgroup has.
+    const given = Object.entries(resources).filter(
+      ([, v]) => v !== undefined && v !== 0 && v !== "" && !isEmptyObject(v),
+    );
+    this.update(rec.id, (r) => {
+      r.config.resources = { ...r.config.resources, ...Object.fromEntries(given) };
     });
   }
 
@@ -472,44 +543,54 @@ export class ContainerManager {
   private async refreshExit(id: string): Promise<void> {
     const rec = this.o.records.get(id);
     if (!rec || rec.state === "exited") return;
-    let st: Awaited<ReturnType<ContainerRuntime["status"]>>;
+    let st: Awaited<ReturnType<Runtime["status"]>>;
     try {
       st = await this.o.runtime.status(id);
     } catch (err) {
       // Its runtime state was removed under us (and stop found nothing of it running): it can only
       // be reported as exited, so that StopContainer, StopPodSandbox and removal still finish.
       if (!isKind(err, "NotFound")) throw err;
-      this.finish(rec, { exitCode: 255, finishedAt: new Date(), oomKilled: false }, "runtime state lost");
+      this.finish(id, { exitCode: 255, finishedAt: new Date(), oomKilled: false }, "runtime state lost");
       return;
     }
     if (st.state === "stopped")
       this.finish(
-        rec,
+        id,
         { exitCode: st.exitCode ?? 255, finishedAt: st.finishedAt ?? new Date(), oomKilled: st.oomKilled },
         st.message ?? "",
       );
   }
 
+  /**
+   * An exit from the runtime's watcher. Taken under the container's lock, so it lands after a start or
+   * create in progress (a quick exit follows its start) and never on a record that is being removed.
+   */
   private async recordExit(exit: ContainerExit): Promise<void> {
-    const rec = this.o.records.get(exit.id);
-    if (!rec || rec.state === "exited") return;
-    this.finish(rec, exit, "");
+    await this.locks.run(exit.id, async () => this.finish(exit.id, exit, ""));
   }
 
-  private finish(rec: ContainerRecord, exit: Omit<ContainerExit, "id">, message: string): void {
-    const latest = this.o.records.get(rec.id) ?? rec;
-    if (latest.state === "exited") return;
-    const state: ContainerState = "exited";
-    latest.state = state;
-    latest.exitCode = exit.exitCode;
-    latest.finishedAt = (BigInt(exit.finishedAt.getTime()) * 1_000_000n).toString();
-    if (latest.startedAt === "0") latest.startedAt = latest.finishedAt;
-    latest.reason = exit.oomKilled ? "OOMKilled" : exit.exitCode === 0 ? "Completed" : "Error";
-    latest.message = message;
-    this.o.records.put(latest.id, latest);
-    this.emit("stopped", latest);
-    this.o.log.info({ containerId: latest.id, exitCode: exit.exitCode, reason: latest.reason }, "container exited");
+  /** Records an exit; a container already exited (or gone) keeps what was recorded first. */
+  private finish(id: string, exit: Omit<ContainerExit, "id">, message: string): void {
+    const rec = this.o.records.get(id);
+    if (!rec || rec.state === "exited") return;
+    const done = this.update(id, (r) => {
+      r.state = "exited";
+      r.exitCode = exit.exitCode;
+      r.finishedAt = (BigInt(exit.finishedAt.getTime()) * 1_000_000n).toString();
+      if (r.startedAt === "0") r.startedAt = r.finishedAt;
+      r.reason = exit.oomKilled ? "OOMKilled" : exit.exitCode === 0 ? "Completed" : "Error";
+      r.message = message;
+    });
+    this.emit("stopped", done);
+    this.o.log.info({ containerId: id, exitCode: exit.exitCode, reason: done.reason }, "container exited");
   }
+}
+
+/** Status messages stay small: a runtime error can quote a whole stderr. */
+const MAX_MESSAGE = 4096;
+
+function boundMessage(message: string): string {
+  return message.length > MAX_MESSAGE ? `${message.slice(0, MAX_MESSAGE)}…` : message;
 }
 
 function isEmptyObject(v: unknown): boolean {

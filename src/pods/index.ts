@@ -8,10 +8,19 @@ export {
   ContainerManager,
   type ContainerManagerOptions,
   type ContainerRootfs,
+  type ContainerSandboxes,
   type ContainerStatsRecord,
 } from "./containers.js";
 export { hostsFile, resolvConf } from "./files.js";
 export { createSandboxInfra, type InfraOptions, type SandboxInfra } from "./infra.js";
+export {
+  CONTAINER_TRANSITIONS,
+  SANDBOX_TRANSITIONS,
+  START_ERROR_EXIT_CODE,
+  START_ERROR_REASON,
+  transitionContainer,
+  transitionSandbox,
+} from "./lifecycle.js";
 export {
   collectPodMetrics,
   type MetricDescriptor,
@@ -22,6 +31,8 @@ export {
   podMetrics,
 } from "./pod-metrics.js";
 export { applyPodResources } from "./pod-resources.js";
+export type { Runtime } from "./runtime.js";
+export { createSandboxHost, type SandboxHost } from "./sandbox-host.js";
 export { type SandboxStatsRecord, sandboxStats } from "./sandbox-stats.js";
 export {
   type SandboxContainers,

@@ -15,8 +15,8 @@ import {
   withRootPath,
   withSysctls,
 } from "../oci/index.js";
-import type { ContainerRuntime } from "../runtime/index.js";
 import { cgroupsPath } from "./cgroup-paths.js";
+import type { Runtime } from "./runtime.js";
 import type { SandboxRecord } from "./types.js";
 
 /**
@@ -35,7 +35,7 @@ export interface SandboxInfra {
 }
 
 export interface InfraOptions {
-  runtime: ContainerRuntime;
+  runtime: Runtime;
   /** Static host binary run as PID 1 (`catatonit`), bind-mounted read-only into an empty rootfs. */
   binary: string;
   oomScoreAdjFloor?: number;

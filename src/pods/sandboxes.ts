@@ -1,22 +1,14 @@
-import { mkdir, rm } from "node:fs/promises";
 import { join } from "node:path";
-import { alreadyExists, invalidArgument, notFound, wrap } from "../errdefs/index.js";
+import { alreadyExists, invalidArgument, isKind, notFound, wrap } from "../errdefs/index.js";
 import type { Logger } from "../log/index.js";
 import type { ResourceLimits } from "../oci/index.js";
 import type { Collection } from "../store/index.js";
-import {
-  ensurePrivateMount,
-  isPinnedNamespace,
-  mountTmpfs,
-  pinNamespaces,
-  unmountIfMounted,
-  unpinNamespace,
-} from "../sys/index.js";
 import { AmbiguousPrefixError, KeyedMutex, newId, resolvePrefix } from "../util/index.js";
 import { validateCgroupParent } from "./cgroup-paths.js";
-import { writePodFiles } from "./files.js";
 import { matchLabels } from "./filters.js";
 import type { SandboxInfra } from "./infra.js";
+import { transitionSandbox } from "./lifecycle.js";
+import type { SandboxHost } from "./sandbox-host.js";
 import type { CgroupDriver, SandboxConfig, SandboxFilter, SandboxRecord } from "./types.js";
 import { nowNs } from "./types.js";
 
@@ -46,6 +38,8 @@ export interface SandboxManagerOptions {
   infra: SandboxInfra;
   /** Volatile directory for pinned namespaces and /dev/shm mounts (`<state>/sandboxes`). */
   stateDir: string;
+  /** The sandbox directories, pinned IPC/UTS namespaces, /dev/shm and pod files below `stateDir`. */
+  host: SandboxHost;
   network: SandboxNetwork;
   handlers: readonly string[];
   defaultHandler: string;
@@ -63,10 +57,11 @@ export interface SandboxManagerOptions {
  * state:        creating ──(all set up)──▶ ready ──(StopPodSandbox)──▶ notready ──▶ (removed)
  *                   └──(failure: undone, record deleted)
  * ```
- * Each state change is persisted before it is acted on; a `creating` record found at start-up
- * is a RunPodSandbox cut short by a crash, and recover() undoes it.
+ * Every change of a record goes through `update()`, which checks the transition against the table
+ * in lifecycle.ts and persists it. Each step of a creation is persisted before it is acted on; a
+ * `creating` record found at start-up is a RunPodSandbox cut short by a crash, and recover() undoes it.
  *
- * Layout: `<stateDir>/<id>/{ns/ipc,ns/uts,shm/,hostname,hosts,resolv.conf}`.
+ * Layout: `<stateDir>/<id>/{ns/ipc,ns/uts,shm/,hostname,hosts,resolv.conf}` (see SandboxHost).
  */
 export class SandboxManager {
   private readonly records: Collection<SandboxRecord>;
@@ -84,39 +79,57 @@ export class SandboxManager {
     this.containers = containers;
   }
 
+  /**
+   * The one way a stored sandbox record changes: `fn` edits a copy of it, a state change is checked
+   * against SANDBOX_TRANSITIONS (FailedPrecondition, and nothing written, when it is not allowed),
+   * then the record is persisted and the copy returned. Synchronous, so nothing interleaves between
+   * the read and the write. NotFound when there is no record.
+   */
+  update(id: string, fn: (draft: SandboxRecord) => void): SandboxRecord {
+    const current = this.records.get(id);
+    if (!current) throw notFound(`pod sandbox ${id}`);
+    const draft = structuredClone(current);
+    fn(draft);
+    transitionSandbox(id, current.state, draft.state);
+    this.records.put(id, draft);
+    return draft;
+  }
+
   /** Rebuilds the name index and undoes sandboxes whose creation was cut short. */
   async recover(): Promise<void> {
-    for (const rec of this.records.list()) {
+    for (let rec of this.records.list()) {
       if (rec.state === "creating") {
         this.o.log.warn({ sandboxId: rec.id }, "undoing a sandbox whose creation was interrupted");
         await this.teardown(rec, { forgetting: true }).catch((err) =>
           this.o.log.error({ err, sandboxId: rec.id }, "undo failed"),
         );
         try {
-          await rm(rec.dir, { recursive: true, force: true });
+          await this.o.host.removeDir(rec.dir);
           this.records.delete(rec.id);
           continue;
         } catch (err) {
           // One sandbox whose directory cannot go (a mount left in it) must not keep berthd from
           // starting: it stays listed, not ready, so RemovePodSandbox can retry the teardown.
           this.o.log.error({ err, sandboxId: rec.id }, "undo left its directory; the sandbox is kept, not ready");
-          rec.state = "notready";
-          this.records.put(rec.id, rec);
+          rec = this.update(rec.id, (r) => {
+            r.state = "notready";
+          });
         }
       }
       this.names.set(nameKey(rec.config), rec.id);
       // After a reboot the pinned namespaces (on tmpfs) are gone: the pod cannot be ready.
       if (rec.state === "ready" && !(await this.namespacesIntact(rec))) {
         this.o.log.warn({ sandboxId: rec.id }, "sandbox namespaces are gone; marking it not ready");
-        rec.state = "notready";
-        this.records.put(rec.id, rec);
+        this.update(rec.id, (r) => {
+          r.state = "notready";
+        });
       }
     }
   }
 
   private async namespacesIntact(rec: SandboxRecord): Promise<boolean> {
     for (const p of [rec.netnsPath, rec.ipcPath, rec.utsPath]) {
-      if (p && !(await isPinnedNamespace(p))) return false;
+      if (p && !(await this.o.host.isPinned(p))) return false;
     }
     return true;
   }
@@ -137,7 +150,7 @@ export class SandboxManager {
     const id = newId();
     this.names.set(key, id);
     const dir = join(this.o.stateDir, id);
-    const rec: SandboxRecord = {
+    let rec: SandboxRecord = {
       id,
       state: "creating",
       config,
@@ -150,46 +163,57 @@ export class SandboxManager {
       dir,
       shmMounted: false,
     };
+    const set = (fn: (r: SandboxRecord) => void) => {
+      rec = this.update(id, fn);
+    };
     return this.locks.run(id, async () => {
       this.records.put(id, rec);
       try {
-        await ensurePrivateMount(this.o.stateDir);
-        // Root-only: the pod's /dev/shm (a 1777 tmpfs) and its files sit below. runc bind-mounts
-        // them into containers as root, so no container needs the path to be traversable.
-        await mkdir(dir, { mode: 0o700 });
-        await mkdir(join(dir, "ns"), { mode: 0o700 });
+        await this.o.host.createDir(dir);
         const ipc = config.namespaces.ipc !== "node" ? join(dir, "ns", "ipc") : undefined;
         const uts = config.namespaces.network !== "node" ? join(dir, "ns", "uts") : undefined;
         // Persisted before pinning: a crash mid-pin (unshare outlives berthd) still gets the pins undone,
         // else the mount points would make the undo's rm of the sandbox dir fail with EBUSY at start-up.
-        if (ipc) rec.ipcPath = ipc;
-        if (uts) rec.utsPath = uts;
-        this.records.put(id, rec);
-        await pinNamespaces({ ...(ipc ? { ipc } : {}), ...(uts ? { uts } : {}) }, config.hostname);
+        set((r) => {
+          if (ipc) r.ipcPath = ipc;
+          if (uts) r.utsPath = uts;
+        });
+        await this.o.host.pinNamespaces({ ...(ipc ? { ipc } : {}), ...(uts ? { uts } : {}) }, config.hostname);
         if (config.namespaces.ipc !== "node") {
-          await mountTmpfs(join(dir, "shm"), "nosuid,nodev,noexec,mode=1777,size=65536k");
-          rec.shmMounted = true;
-          this.records.put(id, rec);
+          await this.o.host.mountShm(join(dir, "shm"));
+          set((r) => {
+            r.shmMounted = true;
+          });
         }
         if (config.namespaces.network !== "node") {
           // Persisted before the pin exists: a crash mid-create still gets the pin removed.
-          rec.netnsPath = this.o.network.netnsPath(id);
-          this.records.put(id, rec);
-          rec.netnsPath = await this.o.network.createNetns(id);
-          rec.networkUp = true; // persisted before ADD: a crash mid-ADD still gets its DEL
-          this.records.put(id, rec);
+          set((r) => {
+            r.netnsPath = this.o.network.netnsPath(id);
+          });
+          const netnsPath = await this.o.network.createNetns(id);
+          set((r) => {
+            r.netnsPath = netnsPath;
+            r.networkUp = true; // persisted before ADD: a crash mid-ADD still gets its DEL
+          });
           const { ips } = await this.o.network.setUp(rec, options);
-          rec.ip = ips[0] ?? "";
-          rec.additionalIps = ips.slice(1);
+          set((r) => {
+            r.ip = ips[0] ?? "";
+            r.additionalIps = ips.slice(1);
+          });
         }
-        await writePodFiles(dir, { hostname: config.hostname, ip: rec.ip, dns: config.dns });
+        await this.o.host.writeFiles(dir, { hostname: config.hostname, ip: rec.ip, dns: config.dns });
+        let infraPid: number | undefined;
         if (config.namespaces.pid === "pod") {
-          rec.infraId = id; // persisted before start: a crash mid-start still gets it removed
-          this.records.put(id, rec);
-          rec.infraPid = await this.o.infra.start(rec);
+          // Persisted before start: a crash mid-start still gets it removed.
+          set((r) => {
+            r.infraId = id;
+          });
+          infraPid = await this.o.infra.start(rec);
         }
-        rec.state = "ready";
-        this.records.put(id, rec);
+        set((r) => {
+          if (infraPid !== undefined) r.infraPid = infraPid;
+          r.state = "ready";
+        });
         this.o.log.info({ sandboxId: id, pod: `${m.namespace}/${m.name}`, ip: rec.ip }, "sandbox ready");
         return id;
       } catch (err) {
@@ -197,7 +221,7 @@ export class SandboxManager {
           this.o.log.error({ err: e, sandboxId: id }, "rollback failed"),
         );
         // Undo after a failed run: the run's own error is the one reported; recovery removes leftovers.
-        await rm(dir, { recursive: true, force: true }).catch(() => {});
+        await this.o.host.removeDir(dir).catch(() => {});
         this.records.delete(id);
         this.names.delete(key);
         throw wrap(err, `run pod sandbox ${m.namespace}/${m.name}`);
@@ -213,8 +237,9 @@ export class SandboxManager {
       const rec = this.records.get(id);
       if (!rec) return;
       await this.teardown(rec, { removing: false });
-      rec.state = "notready";
-      this.records.put(id, rec);
+      this.update(id, (r) => {
+        r.state = "notready";
+      });
     });
   }
 
@@ -224,7 +249,7 @@ export class SandboxManager {
     try {
       id = this.resolve(ref);
     } catch (err) {
-      if ((err as { kind?: string }).kind === "NotFound") return;
+      if (isKind(err, "NotFound")) return;
       throw err;
     }
     await this.containers?.stopAll(id);
@@ -233,7 +258,7 @@ export class SandboxManager {
       const rec = this.records.get(id);
       if (!rec) return;
       await this.teardown(rec);
-      await rm(rec.dir, { recursive: true, force: true });
+      await this.o.host.removeDir(rec.dir);
       this.records.delete(id);
       if (this.names.get(nameKey(rec.config)) === id) this.names.delete(nameKey(rec.config));
     });
@@ -321,25 +346,28 @@ export class SandboxManager {
       await step(() => this.o.infra.stop(infraId));
       if (removing) await step(() => this.o.infra.remove(infraId));
     }
-    if (rec.networkUp) {
+    let networkUp = rec.networkUp;
+    if (networkUp) {
       await step(async () => {
         await this.o.network.tearDown(rec);
-        rec.networkUp = false;
-        this.records.put(rec.id, rec);
+        this.update(rec.id, (r) => {
+          r.networkUp = false;
+        });
+        networkUp = false;
       });
     }
-    if (rec.netnsPath && (!rec.networkUp || forgetting)) {
+    if (rec.netnsPath && (!networkUp || forgetting)) {
       const path = rec.netnsPath;
       await step(() => this.o.network.removeNetns(path));
     }
-    await step(() => unmountIfMounted(join(rec.dir, "shm")));
+    await step(() => this.o.host.unmountShm(join(rec.dir, "shm")));
     if (rec.ipcPath) {
       const p = rec.ipcPath;
-      await step(() => unpinNamespace(p));
+      await step(() => this.o.host.unpinNamespace(p));
     }
     if (rec.utsPath) {
       const p = rec.utsPath;
-      await step(() => unpinNamespace(p));
+      await step(() => this.o.host.unpinNamespace(p));
     }
     if (errors.length > 0) throw wrap(errors[0], `tear down sandbox ${rec.id}`);
   }

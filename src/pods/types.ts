@@ -197,7 +197,15 @@ export interface ContainerFilter {
   labels?: Record<string, string>;
 }
 
-/** Nanoseconds since the epoch as a decimal string (JSON cannot carry bigint). */
+let lastNs = 0n;
+
+/**
+ * Nanoseconds since the epoch as a decimal string (JSON cannot carry bigint). Strictly increasing within
+ * the process: the sub-millisecond digits come from a different clock than the milliseconds, so two calls
+ * in the same millisecond could otherwise go backwards (a container "started" before it was created).
+ */
 export function nowNs(): string {
-  return (BigInt(Date.now()) * 1_000_000n + (process.hrtime.bigint() % 1_000_000n)).toString();
+  const now = BigInt(Date.now()) * 1_000_000n + (process.hrtime.bigint() % 1_000_000n);
+  lastNs = now > lastNs ? now : lastNs + 1n;
+  return lastNs.toString();
 }

@@ -133,6 +133,37 @@ describe("containers", {
       assert.equal(status.reason, "Error");
     });
 
+    test("a container whose start fails is EXITED with reason StartError, exit code 128 and the error, its process killed", async () => {
+      // runc 1.1 checks the command at `runc create`, so a missing command fails CreateContainer (as in
+      // CRI-O); `runc start` is made to fail here by removing the exec FIFO it opens to release the init.
+      const runtime = env.d.client.runtime;
+      const { containerId } = await runtime.createContainer({
+        podSandboxId: pod.id,
+        sandboxConfig: pod.config,
+        config: sh("nostart", "exec sleep 3600"),
+      });
+      const pid = Number(
+        (await readFile(join(env.d.state, "runtime", "containers", containerId, "pidfile"), "utf8")).trim(),
+      );
+      assert.ok(pid > 0);
+      await rm(join(env.d.state, "runtime", "runc", containerId, "exec.fifo"));
+      await assert.rejects(runtime.startContainer({ containerId }), /start container/);
+      const st = (await runtime.containerStatus({ containerId })).status;
+      assert.equal(st?.state, ContainerState.CONTAINER_EXITED);
+      assert.equal(st?.reason, "StartError");
+      assert.equal(st?.exitCode, 128);
+      assert.match(st?.message ?? "", /start container .*runc/);
+      assert.ok((st?.finishedAt ?? 0n) > 0n);
+      await eventually("the process of the container whose start failed to be gone", async () => {
+        const stat = await readFile(`/proc/${pid}/stat`, "utf8").catch(() => "");
+        return stat === "" || / Z /.test(stat);
+      });
+      await assert.rejects(runtime.startContainer({ containerId }), grpcError(Code.FailedPrecondition, /exited/));
+      const listed = await runtime.listContainers({ filter: { id: containerId } });
+      assert.equal(listed.containers[0]?.state, ContainerState.CONTAINER_EXITED);
+      await runtime.removeContainer({ containerId });
+    });
+
     test("a container over its memory limit is OOMKilled", async () => {
       const { status, log } = await env.runToExit(
         pod,

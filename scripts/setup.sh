@@ -59,7 +59,11 @@ fi
 # npm ci only when the lock file changed since the last install (it rebuilds better-sqlite3).
 stamp=node_modules/.berth-lock-hash
 want=$(cat package.json package-lock.json | sha256sum | cut -d' ' -f1)
-if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+if [ -L node_modules ]; then
+  # A node_modules shared by several work trees (a symlink): npm ci would first empty the shared tree, breaking
+  # every other user of it mid-run. Install in the tree that owns it instead.
+  echo "setup: node_modules is a symlink to $(readlink -f node_modules); not running npm ci here"
+elif [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   npm ci --no-audit --no-fund
   echo "$want" > "$stamp"
 fi

@@ -68,3 +68,29 @@ for (const mode of ["inline", "worker"] as const) {
     });
   });
 }
+
+describe("spawn worker replacement", () => {
+  after(async () => {
+    enableSpawnWorker(false);
+    await stopWorker();
+  });
+
+  test("a worker that exits while its successor starts fails none of the successor's runs", {
+    timeout: 30_000,
+  }, async () => {
+    enableSpawnWorker(true);
+    for (let round = 0; round < 2; round++) {
+      // Starts a worker and waits for it to be idle, then ends it without waiting for its exit (as the idle
+      // timer does) and starts children at once: they go to a new worker while the old one is still exiting.
+      assert.equal((await runUnchecked("true", [])).code, 0);
+      const ending = stopWorker();
+      const runs = Array.from({ length: 5 }, (_, i) => runUnchecked("sh", ["-c", `sleep 0.2; echo ${i}`]));
+      await ending;
+      const out = await Promise.all(runs);
+      assert.deepEqual(
+        out.map((r) => r.stdout),
+        ["0\n", "1\n", "2\n", "3\n", "4\n"],
+      );
+    }
+  });
+});

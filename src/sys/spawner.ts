@@ -41,35 +41,43 @@ export function startChild(request: ChildRequest): ChildRun {
     });
     return { result, kill: () => kill() };
   }
-  const w = ensureWorker();
-  const result = new Promise<SpawnReply>((resolve, reject) => pending.set(id, { resolve, reject }));
+  const live = ensureWorker();
+  const result = new Promise<SpawnReply>((resolve, reject) => live.pending.set(id, { resolve, reject }));
   if (idleTimer) clearTimeout(idleTimer);
   idleTimer = undefined;
-  w.ref();
-  post(w, { type: "spawn", request: full });
-  return { result, kill: () => post(w, { type: "kill", id }) };
+  live.worker.ref();
+  post(live.worker, { type: "spawn", request: full });
+  return { result, kill: () => post(live.worker, { type: "kill", id }) };
 }
 
 /** Ends the worker now (daemon shutdown); runs still pending fail. */
 export async function stopWorker(): Promise<void> {
-  const w = worker;
-  worker = undefined;
+  const live = current;
+  current = undefined;
   if (idleTimer) clearTimeout(idleTimer);
   idleTimer = undefined;
-  if (w) await w.terminate();
+  if (live) await live.worker.terminate();
 }
 
 /** The worker ends after this long with nothing to run. */
 const IDLE_MS = 5_000;
 
+/**
+ * One worker and the runs it owns. Each worker has its own map: an old worker still exiting (idle timeout,
+ * stopWorker) while its successor already runs children must fail only its own runs, never the successor's.
+ */
+interface LiveWorker {
+  readonly worker: Worker;
+  readonly pending: Map<number, { resolve: (r: SpawnReply) => void; reject: (e: Error) => void }>;
+}
+
 let useWorker = false;
 let nextId = 1;
-let worker: Worker | undefined;
+let current: LiveWorker | undefined;
 let idleTimer: NodeJS.Timeout | undefined;
-const pending = new Map<number, { resolve: (r: SpawnReply) => void; reject: (e: Error) => void }>();
 
-function ensureWorker(): Worker {
-  if (worker) return worker;
+function ensureWorker(): LiveWorker {
+  if (current) return current;
   const w = fromSource()
     ? // Under tsx (tests), loader hooks do not reach worker threads: the worker registers tsx itself.
       new Worker(
@@ -80,23 +88,24 @@ function ensureWorker(): Worker {
         // A small heap: the worker holds only pipes and the output it was asked to keep.
         resourceLimits: { maxYoungGenerationSizeMb: 2 },
       });
+  const live: LiveWorker = { worker: w, pending: new Map() };
   w.on("message", (reply: SpawnReply) => {
-    const p = pending.get(reply.id);
-    pending.delete(reply.id);
+    const p = live.pending.get(reply.id);
+    live.pending.delete(reply.id);
     p?.resolve(reply);
-    if (pending.size === 0 && worker === w) idle(w);
+    if (live.pending.size === 0 && current === live) idle(live);
   });
   const fail = (why: string) => {
-    if (worker === w) worker = undefined;
-    for (const [id, p] of pending) {
-      pending.delete(id);
+    if (current === live) current = undefined;
+    for (const [id, p] of live.pending) {
+      live.pending.delete(id);
       p.reject(new RuntimeError("Internal", `spawn worker ${why}`));
     }
   };
   w.on("error", (err) => fail(`failed: ${err.message}`));
   w.on("exit", (code) => fail(`exited (${code})`));
-  worker = w;
-  return w;
+  current = live;
+  return live;
 }
 
 /** Running from the TypeScript sources (tsx) rather than the build. */
@@ -104,11 +113,12 @@ function fromSource(): boolean {
   return import.meta.url.endsWith(".ts");
 }
 
-function idle(w: Worker): void {
+function idle(live: LiveWorker): void {
   // Never keeps the process alive, and goes away when unused.
-  w.unref();
+  live.worker.unref();
+  if (idleTimer) clearTimeout(idleTimer);
   idleTimer = setTimeout(() => {
-    if (worker === w && pending.size === 0) void stopWorker();
+    if (current === live && live.pending.size === 0) void stopWorker();
   }, IDLE_MS);
   idleTimer.unref();
 }

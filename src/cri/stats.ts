@@ -108,6 +108,7 @@ function toPodSandboxStats(s: SandboxStatsRecord): MessageInitShape<typeof PodSa
         rssBytes: u64(s.memory.rssBytes),
         pageFaults: u64(s.memory.pageFaults),
         majorPageFaults: u64(s.memory.majorPageFaults),
+        ...(s.memory.availableBytes !== undefined ? { availableBytes: u64(s.memory.availableBytes) } : {}),
       },
       process: { timestamp: at, processCount: u64(s.processCount) },
       ...(s.defaultInterface

@@ -1,5 +1,6 @@
-import { type InterfaceCounters, interfaceCounters } from "../sys/index.js";
+import { type InterfaceCounters, interfaceCounters, readCgroupStats } from "../sys/index.js";
 import type { ContainerManager, ContainerStatsRecord } from "./containers.js";
+import { podCgroupDir } from "./pod-resources.js";
 import type { SandboxRecord } from "./types.js";
 
 /** A pod's resource use at one moment (PodSandboxStats). Counters are cumulative, as the cgroups keep them. */
@@ -18,6 +19,8 @@ export interface SandboxStatsRecord {
     rssBytes: bigint;
     pageFaults: bigint;
     majorPageFaults: bigint;
+    /** The pod cgroup's memory limit (the kubelet's, or UpdatePodSandboxResources') less the working set. */
+    availableBytes: bigint | undefined;
   };
   processCount: bigint;
   /** The pod's interfaces (none on the host's network) and the default one (eth0, else the first). */
@@ -35,6 +38,7 @@ export interface SandboxStatsRecord {
 export async function sandboxStats(
   containers: Pick<ContainerManager, "list" | "stats">,
   sb: SandboxRecord,
+  options: { cgroupRoot?: string } = {},
 ): Promise<SandboxStatsRecord> {
   const records = containers.list({ sandboxId: sb.id });
   const stats = (await Promise.all(records.map((r) => containers.stats(r.id).catch(() => undefined)))).filter(
@@ -44,6 +48,12 @@ export async function sandboxStats(
   const running = stats.filter((s) => s.cgroup !== undefined);
   const pid = running[0]?.record.pid ?? sb.infraPid;
   const interfaces = pid && sb.config.namespaces.network !== "node" ? await interfaceCounters(pid) : [];
+  // The pod's limit is on its cgroup parent (set by the kubelet, changed by UpdatePodSandboxResources).
+  const pod = sb.config.cgroupParent
+    ? await readCgroupStats(podCgroupDir(sb), options.cgroupRoot).catch(() => undefined)
+    : undefined;
+  const workingSetBytes = sum((s) => s.cgroup?.workingSetBytes);
+  const limit = pod?.memoryLimitBytes;
   return {
     record: sb,
     timestamp: BigInt(Date.now()) * 1_000_000n,
@@ -53,11 +63,12 @@ export async function sandboxStats(
         running.length > 0 && running.every((s) => s.nanoCores !== undefined) ? sum((s) => s.nanoCores) : undefined,
     },
     memory: {
-      workingSetBytes: sum((s) => s.cgroup?.workingSetBytes),
+      workingSetBytes,
       usageBytes: sum((s) => s.cgroup?.memoryUsageBytes),
       rssBytes: sum((s) => s.cgroup?.rssBytes),
       pageFaults: sum((s) => s.cgroup?.pageFaults),
       majorPageFaults: sum((s) => s.cgroup?.majorPageFaults),
+      availableBytes: limit !== undefined && limit >= workingSetBytes ? limit - workingSetBytes : undefined,
     },
     processCount: sum((s) => (s.cgroup ? BigInt(s.cgroup.processCount) : 0n)),
     interfaces,

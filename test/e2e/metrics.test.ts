@@ -287,6 +287,11 @@ describe("metrics and the metrics RPCs", {
       assert.equal(podValue("container_spec_memory_limit_bytes"), limit);
       assert.equal(podValue("container_spec_cpu_quota"), 50_000n);
       assert.ok((podValue("container_memory_usage_bytes") ?? 0n) > 0n, "the pod cgroup's usage includes its container");
+      // PodSandboxStats shows the new limit too, as available memory (limit less the working set).
+      const memory = (await rt.podSandboxStats({ podSandboxId: pod.id })).stats?.linux?.memory;
+      const available = memory?.availableBytes?.value ?? 0n;
+      assert.ok(available > 0n && available <= limit, `available ${available} within the new limit ${limit}`);
+      assert.equal(available + (memory?.workingSetBytes?.value ?? 0n), limit);
       const info = (await rt.podSandboxStatus({ podSandboxId: pod.id, verbose: true })).info.info ?? "{}";
       const recorded = (JSON.parse(info) as { config: { overheadAndResources?: Record<string, number> } }).config;
       assert.deepEqual(recorded.overheadAndResources, {

@@ -2,12 +2,15 @@ import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import {
   ListContainerStatsRequestSchema,
   ListContainersRequestSchema,
+  ListImagesRequestSchema,
   ListPodSandboxRequestSchema,
   ListPodSandboxStatsRequestSchema,
   type StreamContainerStatsRequest,
   type StreamContainerStatsResponseSchema,
   type StreamContainersRequest,
   type StreamContainersResponseSchema,
+  type StreamImagesRequest,
+  type StreamImagesResponseSchema,
   type StreamPodSandboxesRequest,
   type StreamPodSandboxesResponseSchema,
   type StreamPodSandboxMetricsResponseSchema,
@@ -17,6 +20,7 @@ import {
 import { podMetrics } from "../pods/index.js";
 import { listContainers } from "./container.js";
 import type { CriContext } from "./context.js";
+import { listImages } from "./image.js";
 import { toPodSandboxMetrics } from "./metrics.js";
 import { listPodSandbox } from "./pod-sandbox.js";
 import { listContainerStats, listPodSandboxStats } from "./stats.js";
@@ -64,6 +68,17 @@ export async function* streamContainers(
     create(ListContainersRequestSchema, { ...(req.filter ? { filter: req.filter } : {}) }),
   );
   for (const batch of chunks(containers, LIST_BATCH)) yield { containers: batch };
+}
+
+export async function* streamImages(
+  ctx: CriContext,
+  req: StreamImagesRequest,
+): AsyncGenerator<MessageInitShape<typeof StreamImagesResponseSchema>> {
+  const { images = [] } = listImages(
+    ctx,
+    create(ListImagesRequestSchema, { ...(req.filter ? { filter: req.filter } : {}) }),
+  );
+  for (const batch of chunks(images, LIST_BATCH)) yield { images: batch };
 }
 
 export async function* streamContainerStats(

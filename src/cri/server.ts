@@ -27,6 +27,7 @@ import type { RpcTracker } from "./in-flight.js";
 import {
   streamContainerStats,
   streamContainers,
+  streamImages,
   streamPodSandboxes,
   streamPodSandboxMetrics,
   streamPodSandboxStats,
@@ -94,6 +95,7 @@ function imageServiceImpl(ctx: CriContext): Partial<ServiceImpl<typeof ImageServ
     pullImage: (req, hc) => pullImage(ctx, req, hc.signal),
     imageStatus: (req) => imageStatus(ctx, req),
     listImages: (req) => listImages(ctx, req),
+    streamImages: (req) => mapStreamErrors(streamImages(ctx, req)),
     removeImage: (req) => removeImage(ctx, req),
     imageFsInfo: () => imageFsInfo(ctx),
   };

@@ -42,6 +42,16 @@ const IMPLEMENTED = new Set([
   "PullImage",
   "RemoveImage",
   "ImageFsInfo",
+  "StreamImages",
+  "StreamPodSandboxes",
+  "StreamContainers",
+  "StreamContainerStats",
+  "StreamPodSandboxStats",
+  "StreamPodSandboxMetrics",
+  "ListMetricDescriptors",
+  "ListPodSandboxMetrics",
+  "UpdatePodSandboxResources",
+  "CheckpointContainer",
 ]);
 
 const pkg = JSON.parse(await readFile(new URL("../../package.json", import.meta.url), "utf8")) as { version: string };
@@ -114,29 +124,28 @@ describe("berthd serves CRI v1", { skip: skipUnlessCi(isRoot() ? false : "needs 
     );
   });
 
-  test("every RPC not implemented yet answers UNIMPLEMENTED naming itself", async () => {
-    const unimplemented = [...RuntimeService.methods, ...ImageService.methods].filter((m) => !IMPLEMENTED.has(m.name));
-    assert.ok(unimplemented.length > 0);
-    for (const m of unimplemented) {
+  test("every CRI v1 RPC is served: none answers UNIMPLEMENTED", async () => {
+    const methods = [...RuntimeService.methods, ...ImageService.methods];
+    assert.deepEqual(
+      methods.map((m) => m.name).filter((n) => !IMPLEMENTED.has(n)),
+      [],
+      "IMPLEMENTED lists them all",
+    );
+    for (const m of methods) {
       const svc = (ImageService.methods as readonly { name: string }[]).includes(m) ? d.client.image : d.client.runtime;
-      const call = (svc as unknown as Record<string, (req: object) => unknown>)[m.localName];
+      const call = (svc as unknown as Record<string, (req: object, o: object) => unknown>)[m.localName];
       assert.ok(call, m.name);
-      const attempt = async () => {
-        const res = call.call(svc, {});
-        if (m.methodKind === "server_streaming") {
-          for await (const _ of res as AsyncIterable<unknown>) {
-            // drain
-          }
-        } else {
-          await res;
-        }
-      };
-      await assert.rejects(attempt, (e: unknown) => {
+      // An empty request: most RPCs refuse it (InvalidArgument, NotFound); what matters is that none is missing.
+      // GetContainerEvents never ends by itself, so every call gets a short deadline.
+      const signal = AbortSignal.timeout(2_000);
+      try {
+        const res = call.call(svc, {}, { signal });
+        if (m.methodKind === "server_streaming") for await (const _ of res as AsyncIterable<unknown>) break;
+        else await res;
+      } catch (e) {
         assert.ok(e instanceof ConnectError, `${m.name}: ${String(e)}`);
-        assert.equal(e.code, Code.Unimplemented, `${m.name}: ${e.message}`);
-        assert.match(e.rawMessage, new RegExp(m.name));
-        return true;
-      });
+        assert.notEqual(e.code, Code.Unimplemented, `${m.name}: ${e.message}`);
+      }
     }
   });
 

@@ -234,6 +234,10 @@ describe("metrics and the metrics RPCs", {
     assert.equal(listed.length, 3);
     const pods = (await drain(rt.streamPodSandboxes({ filter: { labelSelector: {} } }))).flatMap((m) => m.podSandboxes);
     assert.deepEqual(pods.map((p) => p.id).sort(), (await rt.listPodSandbox({})).items.map((p) => p.id).sort());
+    const images = (await drain(env.d.client.image.streamImages({}))).flatMap((m) => m.images.map((i) => i.id));
+    const listedImages = (await env.d.client.image.listImages({})).images.map((i) => i.id);
+    assert.ok(listedImages.length > 0);
+    assert.deepEqual(images.sort(), listedImages.sort());
     const stats = (await drain(rt.streamContainerStats({ filter: onServer }))).flatMap((m) => m.containerStats);
     assert.deepEqual(stats.map((x) => x.attributes?.id).sort(), listed);
     const podStats = (await drain(rt.streamPodSandboxStats({ filter: { id: server.id } }))).flatMap(

@@ -576,7 +576,12 @@ export class ContainerManager {
     const done = this.update(id, (r) => {
       r.state = "exited";
       r.exitCode = exit.exitCode;
-      r.finishedAt = (BigInt(exit.finishedAt.getTime()) * 1_000_000n).toString();
+      // The exit file's time has millisecond resolution; startedAt has nanoseconds, so an exit in the same
+      // millisecond as the start could read as before it.
+      const finished = BigInt(exit.finishedAt.getTime()) * 1_000_000n;
+      r.finishedAt = (
+        r.startedAt !== "0" && finished < BigInt(r.startedAt) ? BigInt(r.startedAt) : finished
+      ).toString();
       if (r.startedAt === "0") r.startedAt = r.finishedAt;
       r.reason = exit.oomKilled ? "OOMKilled" : exit.exitCode === 0 ? "Completed" : "Error";
       r.message = message;

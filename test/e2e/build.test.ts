@@ -11,14 +11,13 @@ import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { after, before, describe, test } from "node:test";
-import { fileURLToPath } from "node:url";
 import { run } from "../../src/sys/index.js";
 import { isRoot } from "../support/berthd.js";
+import { BERTH_CLI } from "../support/cli.js";
 import { closePodEnv, type PodEnv, startPodEnv } from "../support/pods.js";
 import { skipUnlessCi } from "../support/skip.js";
 
 const skip = skipUnlessCi(isRoot() ? false : "needs root (overlay mounts, runc)");
-const REPO = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
 
 interface CliResult {
   code: number;
@@ -41,8 +40,7 @@ describe("berth build", { skip, timeout: 300_000 }, () => {
 
   /** Runs the berth CLI (the built one) against the file's berthd. */
   function berth(args: string[], options: { signalAfterMs?: number; until?: RegExp } = {}): Promise<CliResult> {
-    const cli = join(REPO, "dist", "src", "bin", "berth.js");
-    const child = spawn(process.execPath, [cli, "--socket", env.d.socket, ...args], {
+    const child = spawn(process.execPath, [BERTH_CLI, "--socket", env.d.socket, ...args], {
       stdio: ["ignore", "pipe", "pipe"],
     });
     let stdout = "";

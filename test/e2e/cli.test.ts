@@ -1,11 +1,12 @@
 import assert from "node:assert/strict";
-import { type SpawnOptions, spawn, spawnSync } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { existsSync, statSync } from "node:fs";
 import { mkdir, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { fileURLToPath } from "node:url";
 import { isRoot } from "../support/berthd.js";
+import { BERTH_CLI, type CliRun, runCli } from "../support/cli.js";
 import { eventually, type PodEnv, sleep, startPodEnv } from "../support/pods.js";
 import { skipUnlessCi } from "../support/skip.js";
 
@@ -13,8 +14,7 @@ import { skipUnlessCi } from "../support/skip.js";
 // conmon, CNI and the fixture registry), checking what a user sees: tables, JSON, errors, exit codes.
 
 const REPO = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
-// BERTH_TEST_CLI points at another build of the CLI (e.g. one compiled with --outDir elsewhere).
-const CLI = process.env.BERTH_TEST_CLI ?? join(REPO, "dist", "src", "bin", "berth.js");
+const CLI = BERTH_CLI;
 
 /** Builds dist/ when the CLI there is missing or older than its sources. */
 function ensureBuilt(): void {
@@ -33,39 +33,7 @@ function readdirMtimes(dir: string): number[] {
     .map((s) => Number(s) * 1000);
 }
 
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-/** Runs the CLI to completion (killed after `timeoutMs`), with `input` on stdin. */
-function runCli(
-  args: string[],
-  options: { input?: string; timeoutMs?: number; env?: NodeJS.ProcessEnv } = {},
-): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const spawnOptions: SpawnOptions = { stdio: ["pipe", "pipe", "pipe"], env: { ...process.env, ...options.env } };
-    const child = spawn(process.execPath, [CLI, ...args], spawnOptions);
-    let stdout = "";
-    let stderr = "";
-    child.stdout?.on("data", (b: Buffer) => {
-      stdout += b.toString();
-    });
-    child.stderr?.on("data", (b: Buffer) => {
-      stderr += b.toString();
-    });
-    const timer = setTimeout(() => {
-      child.kill("SIGKILL");
-      reject(new Error(`berth ${args.join(" ")} did not finish: ${stdout}${stderr}`));
-    }, options.timeoutMs ?? 60_000);
-    child.on("exit", (code) => {
-      clearTimeout(timer);
-      resolve({ code: code ?? 1, stdout, stderr });
-    });
-    child.stdin?.end(options.input ?? "");
-  });
-}
+type Run = CliRun;
 
 const HEX64 = /^[0-9a-f]{64}$/;
 

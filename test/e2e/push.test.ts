@@ -6,32 +6,26 @@
  * in PATCH chunks while the config goes up in one PUT.
  */
 import assert from "node:assert/strict";
-import { execFile, spawn } from "node:child_process";
+import { execFile } from "node:child_process";
 import { createHash } from "node:crypto";
 import { mkdtemp, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { dirname, join } from "node:path";
+import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
-import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { pack as tarPack } from "tar-stream";
 import { isRoot } from "../support/berthd.js";
+import { type CliRun, runCli } from "../support/cli.js";
 import { closePodEnv, type PodEnv, startPodEnv } from "../support/pods.js";
 import { type Registry, registryRequest, startRegistry } from "../support/registry.js";
 import { type RegistryProxy, startRegistryProxy } from "../support/registry-proxy.js";
 import { skipUnlessCi } from "../support/skip.js";
 
 const execFileAsync = promisify(execFile);
-const REPO = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
-const CLI = process.env.BERTH_TEST_CLI ?? join(REPO, "dist", "src", "bin", "berth.js");
 const CHUNK = 262144;
 
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
+type Run = CliRun;
 
 const sha256 = (b: Buffer) => `sha256:${createHash("sha256").update(b).digest("hex")}`;
 
@@ -51,31 +45,12 @@ describe("push, tag, login, save and load", {
   let secure: Registry;
   const creds = { username: "pusher", password: "s3cret-pw" };
 
-  function berth(args: string[], input = ""): Promise<Run> {
-    return new Promise((resolve, reject) => {
-      const child = spawn(process.execPath, [CLI, "--socket", env.d.socket, ...args], {
-        stdio: ["pipe", "pipe", "pipe"],
-        env: { ...process.env, DOCKER_CONFIG: join(work, "docker") },
-      });
-      let stdout = "";
-      let stderr = "";
-      child.stdout?.on("data", (b: Buffer) => {
-        stdout += b.toString();
-      });
-      child.stderr?.on("data", (b: Buffer) => {
-        stderr += b.toString();
-      });
-      const timer = setTimeout(() => {
-        child.kill("SIGKILL");
-        reject(new Error(`berth ${args.join(" ")} did not finish: ${stdout}${stderr}`));
-      }, 90_000);
-      child.on("exit", (code) => {
-        clearTimeout(timer);
-        resolve({ code: code ?? 1, stdout, stderr });
-      });
-      child.stdin?.end(input);
+  const berth = (args: string[], input = ""): Promise<Run> =>
+    runCli(["--socket", env.d.socket, ...args], {
+      input,
+      timeoutMs: 90_000,
+      env: { DOCKER_CONFIG: join(work, "docker") },
     });
-  }
   async function ok(args: string[], input = ""): Promise<string> {
     const r = await berth(args, input);
     assert.equal(r.code, 0, `berth ${args.join(" ")} exited ${r.code}: ${r.stderr}`);

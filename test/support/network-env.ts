@@ -91,30 +91,10 @@ export async function cleanupHost(snapshot: HostSnapshot, bridge: string, ids: r
   if (!snapshot.hostportChains) {
     const dnat = await runUnchecked("iptables", ["-t", "nat", "-S", "CNI-HOSTPORT-DNAT"]);
     if (dnat.code === 0 && !dnat.stdout.includes("-A CNI-HOSTPORT-DNAT")) {
-      await runUnchecked("iptables", [
-        "-t",
-        "nat",
-        "-D",
-        "PREROUTING",
-        "-m",
-        "addrtype",
-        "--dst-type",
-        "LOCAL",
-        "-j",
-        "CNI-HOSTPORT-DNAT",
-      ]);
-      await runUnchecked("iptables", [
-        "-t",
-        "nat",
-        "-D",
-        "OUTPUT",
-        "-m",
-        "addrtype",
-        "--dst-type",
-        "LOCAL",
-        "-j",
-        "CNI-HOSTPORT-DNAT",
-      ]);
+      for (const chain of ["PREROUTING", "OUTPUT"]) {
+        const jump = ["-m", "addrtype", "--dst-type", "LOCAL", "-j", "CNI-HOSTPORT-DNAT"];
+        await runUnchecked("iptables", ["-t", "nat", "-D", chain, ...jump]);
+      }
       await runUnchecked("iptables", [
         "-t",
         "nat",

@@ -30,6 +30,14 @@ export function cgroupDir(sandbox: Pick<SandboxRecord, "config" | "cgroupDriver"
   return `${parent || "/berth"}/${id}`;
 }
 
+/** The pod's own cgroup directory: the cgroupfs parent path, or the systemd slice's directory. */
+export function podCgroupDir(sb: Pick<SandboxRecord, "config" | "cgroupDriver">): string {
+  const parent = sb.config.cgroupParent;
+  if (sb.cgroupDriver === "systemd") return sliceDir(basename(parent));
+  if (parent.split("/").includes("..")) throw invalidArgument(`cgroup parent ${parent} climbs out of the hierarchy`);
+  return parent.startsWith("/") ? parent : `/${parent}`;
+}
+
 /** The slice a systemd-driver pod lives in: runc's default (system.slice) without a parent. */
 function sliceOf(parent: string): string {
   if (parent === "") return "system.slice";

@@ -5,9 +5,8 @@ import {
   netnsInterfaceCounters,
   readCgroupMetrics,
 } from "../sys/index.js";
-import { cgroupDir } from "./cgroup-paths.js";
+import { cgroupDir, podCgroupDir } from "./cgroup-paths.js";
 import type { ContainerManager } from "./containers.js";
-import { podCgroupDir } from "./pod-resources.js";
 import type { SandboxManager } from "./sandboxes.js";
 import type { ContainerRecord, SandboxRecord } from "./types.js";
 

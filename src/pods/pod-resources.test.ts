@@ -3,7 +3,8 @@ import { mkdir, mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
-import { applyPodResources, podCgroupDir, podTotal } from "./pod-resources.js";
+import { podCgroupDir } from "./cgroup-paths.js";
+import { applyPodResources, podTotal } from "./pod-resources.js";
 import type { SandboxRecord } from "./types.js";
 
 const sandbox = (cgroupParent: string) =>

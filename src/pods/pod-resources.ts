@@ -1,8 +1,8 @@
 import { access, writeFile } from "node:fs/promises";
-import { basename, join } from "node:path";
+import { join } from "node:path";
 import { failedPrecondition, invalidArgument, wrap } from "../errdefs/index.js";
 import type { ResourceLimits } from "../oci/index.js";
-import { sliceDir } from "./cgroup-paths.js";
+import { podCgroupDir } from "./cgroup-paths.js";
 import type { SandboxRecord } from "./types.js";
 
 /**
@@ -88,14 +88,6 @@ function v2Writes(root: string, path: string, t: ResourceLimits): Write[] {
   if (t.cpuQuota && t.cpuPeriod) w.push([join(root, path, "cpu.max"), `${t.cpuQuota} ${t.cpuPeriod}`]);
   if (t.memoryLimitBytes) w.push([join(root, path, "memory.max"), String(t.memoryLimitBytes)]);
   return w;
-}
-
-/** The pod's own cgroup directory: the cgroupfs parent path, or the systemd slice's directory. */
-export function podCgroupDir(sb: Pick<SandboxRecord, "config" | "cgroupDriver">): string {
-  const parent = sb.config.cgroupParent;
-  if (sb.cgroupDriver === "systemd") return sliceDir(basename(parent));
-  if (parent.split("/").includes("..")) throw invalidArgument(`cgroup parent ${parent} climbs out of the hierarchy`);
-  return parent.startsWith("/") ? parent : `/${parent}`;
 }
 
 async function exists(path: string): Promise<boolean> {

@@ -1,6 +1,6 @@
 import { type InterfaceCounters, interfaceCounters, readCgroupStats } from "../sys/index.js";
+import { podCgroupDir } from "./cgroup-paths.js";
 import type { ContainerManager, ContainerStatsRecord } from "./containers.js";
-import { podCgroupDir } from "./pod-resources.js";
 import type { SandboxRecord } from "./types.js";
 
 /** A pod's resource use at one moment (PodSandboxStats). Counters are cumulative, as the cgroups keep them. */
